@@ -1,0 +1,65 @@
+"""The ``textsiamese`` command line.
+
+Each sub-command lives in its own module under ``textsiamese.cli`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Errors a
+user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from textsiamese.errors import TextSiameseError
+
+# Sub-command modules, in the order they appear in --help.
+COMMAND_MODULES = [
+    "textsiamese.cli.score",
+    "textsiamese.cli.evaluate",
+    "textsiamese.cli.info",
+    "textsiamese.cli.convert",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every registered sub-command."""
+    from textsiamese import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="textsiamese",
+        description="Siamese networks for text similarity: score, evaluate, train and search sentence pairs.",
+    )
+    parser.add_argument("--version", action="version", version=f"textsiamese {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``textsiamese`` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = int(args.func(args) or 0)
+    except TextSiameseError as error:
+        if args.debug:
+            raise
+        print(f"textsiamese {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"textsiamese {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `| head`); that is not an error of ours.
+        sys.stderr.close()
+        return 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
