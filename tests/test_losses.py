@@ -443,7 +443,8 @@ def test_triplet_hand_values_per_distance() -> None:
     assert float(TripletLoss(1.0, "cosine")(a2, p2, n2)) == pytest.approx(0.4)
 
 
-# Four points on the x axis, classes [0, 0, 1, 1]; x2 = 1.9 or 2.1 moves the hardest negative across the margin.
+# Four points on the x axis, classes [0, 0, 1, 1]; x2 = 1.9 or 2.1 moves the hardest negative across
+# the margin.
 def _line(x2: float) -> torch.Tensor:
     return t([[0.0, 0.0], [1.0, 0.0], [x2, 0.0], [3.0, 0.0]])
 
@@ -454,9 +455,11 @@ LINE_LABELS = torch.tensor([0, 0, 1, 1])
 @pytest.mark.parametrize(
     ("x2", "expected"),
     [
-        # x2 = 1.9: anchor 0: 1 − 1.9 + 1 = 0.1; 1: 1 − 0.9 + 1 = 1.1; 2: 1.1 − 0.9 + 1 = 1.2; 3: 1.1 − 2 + 1 = 0.1
+        # x2 = 1.9: anchor 0: 1 − 1.9 + 1 = 0.1; 1: 1 − 0.9 + 1 = 1.1;
+        #           2: 1.1 − 0.9 + 1 = 1.2; 3: 1.1 − 2 + 1 = 0.1
         (1.9, (0.1 + 1.1 + 1.2 + 0.1) / 4),
-        # x2 = 2.1: anchor 0: 1 − 2.1 + 1 < 0; 1: 1 − 1.1 + 1 = 0.9; 2: 0.9 − 1.1 + 1 = 0.8; 3: 0.9 − 2 + 1 < 0
+        # x2 = 2.1: anchor 0: 1 − 2.1 + 1 < 0; 1: 1 − 1.1 + 1 = 0.9;
+        #           2: 0.9 − 1.1 + 1 = 0.8; 3: 0.9 − 2 + 1 < 0
         (2.1, (0.0 + 0.9 + 0.8 + 0.0) / 4),
     ],
 )
@@ -776,8 +779,8 @@ def _separation(tower: nn.Module, distance: str) -> tuple[float, float, float]:
 
 
 _YT = Y_TRAIN.numpy()
-_POS = [np.flatnonzero((_YT == _YT[a]) & (np.arange(len(_YT)) != a)) for a in range(len(_YT))]
-_NEG = [np.flatnonzero(_YT != _YT[a]) for a in range(len(_YT))]
+_POS = [np.flatnonzero((_YT[a] == _YT) & (np.arange(len(_YT)) != a)) for a in range(len(_YT))]
+_NEG = [np.flatnonzero(_YT[a] != _YT) for a in range(len(_YT))]
 
 
 def _other(rng: np.random.Generator, anchor: int, same: bool) -> int:
@@ -806,7 +809,7 @@ def _labelled_batch(rng: np.random.Generator, n: int = 24) -> tuple[torch.Tensor
 
 def _ranking_batch(rng: np.random.Generator, hard: int) -> tuple[torch.Tensor, torch.Tensor]:
     # one query per class, so no other query's positive is secretly a positive too
-    queries = [int(rng.choice(np.flatnonzero(_YT == c))) for c in range(N_CLASSES)]
+    queries = [int(rng.choice(np.flatnonzero(c == _YT))) for c in range(N_CLASSES)]
     docs = [_other(rng, q, True) for q in queries]
     for _ in range(hard):
         docs += [_other(rng, q, False) for q in queries]
@@ -888,7 +891,7 @@ def test_learning_mnrl_with_hard_negatives(symmetric: bool) -> None:
 def test_learning_logistic_gives_calibrated_probabilities() -> None:
     loss = LogisticLoss()
     tower = _train(loss, "pair", steps=300, hard=0)
-    w, b = loss.calibration
+    w, _ = loss.calibration
     assert w > 0
     with torch.no_grad():
         e = tower(X_TEST)
