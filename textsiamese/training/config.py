@@ -65,6 +65,13 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown train option(s) {unknown}; known: {', '.join(sorted(known))}")
+        values = dict(values)
+        for name in ("epochs", "lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
+            if isinstance(values.get(name), str):  # YAML 1.1 reads 2e-5 (no dot) as a string
+                try:
+                    values[name] = float(values[name])
+                except ValueError:
+                    raise ConfigError(f"train.{name} must be a number, got {values[name]!r}") from None
         try:
             return cls(**values)
         except TypeError as error:

@@ -1,7 +1,10 @@
 """Recipes: one YAML file takes a base model and a dataset to a trained, evaluated model directory.
 
 A recipe has these sections (every key can be changed from the command line with ``--set key=value``; a
-bare ``key=value`` that is not a top-level key means ``train.key``, so ``--set max_steps=2`` works):
+bare ``key=value`` that is not a top-level key means ``train.key``, so ``--set max_steps=2`` works). In a
+recipe with ``stages``, each stage is the recipe-level settings with the stage's own on top (a null in a
+stage inherits the recipe-level value); ``--set`` changes the recipe level, and ``--set stages.2.train.lr=…``
+one stage:
 
 .. code-block:: yaml
 
@@ -119,7 +122,7 @@ class Recipe:
         for i, stage in enumerate(stages):
             if not isinstance(stage, dict):
                 raise ConfigError(f"stage {i + 1} must be a mapping")
-            merged.append(_merge(base, stage))
+            merged.append(_merge(base, stage, inherit_nulls=True))
         return merged
 
 
@@ -144,7 +147,6 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections")
     settings = _merge(DEFAULTS, raw)
-    stage_overrides: list[tuple[list[str], Any]] = []
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -152,28 +154,45 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
         keys = key.strip().split(".")
         if len(keys) == 1 and keys[0] not in SECTIONS:
             keys = ["train", keys[0]]
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        _set(settings, keys, value)
-        if settings.get("stages") and keys[0] in ("model", "data", "loss", "eval", "train"):
-            stage_overrides.append((keys, value))
-    # Overrides also win over what a stage sets itself (e.g. --set max_steps=2 shortens every stage).
-    for stage in settings.get("stages") or []:
-        for keys, value in stage_overrides:
-            if keys[0] in stage:
-                _set(stage, keys, value)
+        value = parse_value(text)
+        if keys[0] == "stages" and len(keys) > 2:
+            stages = settings.get("stages") or []
+            if not keys[1].isdigit() or not 1 <= int(keys[1]) <= len(stages):
+                raise ConfigError(f"--set {key}: the recipe has {len(stages)} stage(s), numbered from 1")
+            _set(stages[int(keys[1]) - 1], keys[2:], value)
+        else:
+            _set(settings, keys, value)
     recipe = Recipe(path, settings)
     for stage in recipe.stages():
         _validate(stage, path)
     return recipe
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: YAML (numbers, true/false, null, [lists], {maps}), with ``1e-4`` read as a number
+    (YAML 1.1 wants ``1.0e-4``)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], inherit_nulls: bool = False) -> dict[str, Any]:
+    """``update`` over ``base``, section by section; with ``inherit_nulls`` a null in ``update`` keeps the
+    base value (a stage's ``train: null`` takes the recipe-level ``data.train``, e.g. from ``--set``)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "loss":
+        if value is None and inherit_nulls and out.get(key) is not None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "loss" and inherit_nulls:
+            out[key] = _merge(out[key], value, inherit_nulls)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and key != "loss":
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
