@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import make_tiny_lstm
@@ -33,7 +32,16 @@ SNLI_ROWS = [
 
 
 def test_every_recipe_is_listed() -> None:
-    assert set(RECIPES) >= {"stsb", "sick", "mrpc", "mrpc-energy", "nli", "agnews-title-body", "wikiqa", "lstm-glove"}
+    assert set(RECIPES) >= {
+        "stsb",
+        "sick",
+        "mrpc",
+        "mrpc-energy",
+        "nli",
+        "agnews-title-body",
+        "wikiqa",
+        "lstm-glove",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,9 @@ def snli_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("snli") / "snli.jsonl"
     with path.open("w") as handle:
         for premise, hypothesis, label in SNLI_ROWS:
-            handle.write(json.dumps({"sentence1": premise, "sentence2": hypothesis, "gold_label": label}) + "\n")
+            handle.write(
+                json.dumps({"sentence1": premise, "sentence2": hypothesis, "gold_label": label}) + "\n"
+            )
     return path
 
 
@@ -102,8 +112,23 @@ def test_recipe_runs_end_to_end(
         model = textsiamese.load(output / model_dir, device="cpu")
         assert model.encode(["a man is eating"]).shape == (1, model.dimension)
     # The trained model works with the other commands.
-    assert main(["eval", "--task", "sts", "--format", "stsb", "--data", str(shared_data / "stsb" / "sts-dev.csv"),
-                 "--model", str(output / "final"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--task",
+                "sts",
+                "--format",
+                "stsb",
+                "--data",
+                str(shared_data / "stsb" / "sts-dev.csv"),
+                "--model",
+                str(output / "final"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n"] == 1500
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("sentence1,sentence2\nA man eats.,Someone is eating.\n")
@@ -129,9 +154,9 @@ def test_overrides_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         load_recipe("lstm-glove", ["stages.3.train.lr=1"])
 
 
-def test_missing_snli_path_is_a_clear_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_snli_path_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(RECIPES_DIR.parent)
     assert main(["train", "nli", "--output", "/nonexistent/out"]) == 2
     assert "data.train" in capsys.readouterr().err
-
-

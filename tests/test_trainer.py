@@ -63,7 +63,9 @@ def test_lr_schedule_warmup_then_linear_or_cosine_decay() -> None:
     assert lr_factor(10, 3, 10, "linear") == 0.0
     assert lr_factor(6, 2, 10, "linear") == pytest.approx(0.5)
     assert lr_factor(6, 2, 10, "cosine") == pytest.approx(0.5)
-    assert lr_factor(4, 2, 10, "cosine") == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(torch.pi / 4)).item()))
+    assert lr_factor(4, 2, 10, "cosine") == pytest.approx(
+        0.5 * (1 + torch.cos(torch.tensor(torch.pi / 4)).item())
+    )
     assert lr_factor(9, 2, 10, "constant") == 1.0
 
 
@@ -101,9 +103,17 @@ def test_train_set_routes_data_to_each_family(minilm_tokenizer: Any) -> None:
     labelled = build_train_set(model, pairs, "labelled")
     assert labelled.labels is not None and labelled.labels.tolist() == [0, 1, 2, 3, 4]
     triplets = make_triplets(6)
-    assert [c.name for c in build_train_set(model, triplets, "ranking").columns] == ["query", "positive", "negative"]
+    assert [c.name for c in build_train_set(model, triplets, "ranking").columns] == [
+        "query",
+        "positive",
+        "negative",
+    ]
     assert len(build_train_set(model, triplets, "ranking", hard_negatives=False).columns) == 2
-    assert [c.role for c in build_train_set(model, triplets, "triplet").columns] == ["query", "document", "document"]
+    assert [c.role for c in build_train_set(model, triplets, "triplet").columns] == [
+        "query",
+        "document",
+        "document",
+    ]
     with pytest.raises(TrainingError.__mro__[1]):  # TextSiameseError
         build_train_set(model, triplets, "pair", "cosent")
     with pytest.raises(Exception, match="0/1 labels"):
@@ -121,11 +131,15 @@ def test_train_set_routes_data_to_each_family(minilm_tokenizer: Any) -> None:
         ("multiple_negatives_ranking", {}, "triplets"),
     ],
 )
-def test_every_family_trains_and_lowers_its_loss(tmp_path: Path, loss_name: str, options: dict, data: str) -> None:
+def test_every_family_trains_and_lowers_its_loss(
+    tmp_path: Path, loss_name: str, options: dict, data: str
+) -> None:
     model = SiameseModel(make_tiny_lstm(), normalize=True)
     loss = get_loss(loss_name, **options)
     dataset = make_pairs(16) if data == "pairs" else make_triplets(16)
-    trainer = Trainer(model, loss, dataset, config(max_steps=12, lr=1e-2, warmup_ratio=0.0, batch_size=8), tmp_path)
+    trainer = Trainer(
+        model, loss, dataset, config(max_steps=12, lr=1e-2, warmup_ratio=0.0, batch_size=8), tmp_path
+    )
     before = trainer.batch_loss(list(range(8))).item()
     loss_params = [p.detach().clone() for p in loss.parameters()]
     result = trainer.train()
@@ -160,12 +174,16 @@ def test_shared_tower_encodes_both_sides_in_one_forward(tmp_path: Path, minilm_t
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_gradient_cache_gives_the_uncached_gradients(tmp_path: Path, minilm_tokenizer: Any, shared: bool) -> None:
+def test_gradient_cache_gives_the_uncached_gradients(
+    tmp_path: Path, minilm_tokenizer: Any, shared: bool
+) -> None:
     def run(cache: int | None) -> dict[str, torch.Tensor]:
         tower = make_tiny_transformer(minilm_tokenizer, seed=1)
         model = SiameseModel(tower) if shared else SiameseModel.untied(tower)
         loss = get_loss("multiple_negatives_ranking", symmetric=True)
-        trainer = Trainer(model, loss, make_triplets(12), config(cache_batch_size=cache, batch_size=12), tmp_path)
+        trainer = Trainer(
+            model, loss, make_triplets(12), config(cache_batch_size=cache, batch_size=12), tmp_path
+        )
         model.eval()  # no dropout: the uncached pass sees one big batch, the cache several chunks
         trainer._backward(list(range(12)))
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -196,7 +214,13 @@ def test_gradient_cache_replays_dropout(tmp_path: Path, minilm_tokenizer: Any) -
 
 def test_gradient_cache_only_for_ranking_losses(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="ranking"):
-        Trainer(SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(cache_batch_size=2), tmp_path)
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(cache_batch_size=2),
+            tmp_path,
+        )
 
 
 # ---------------------------------------------------------------------------- reproducibility and resume
@@ -239,17 +263,27 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 ) -> None:
     # 24 pairs / batch 4 = 6 batches per epoch; 2 batches per step: 9 steps cross an epoch boundary, and the
     # interruption at step 4 falls in the middle of the second epoch. Dropout is on (RNG state matters).
-    options = {"max_steps": 9, "grad_accumulation": 2, "eval_every": 3, "metric": "score", "warmup_ratio": 0.3}
+    options = {
+        "max_steps": 9,
+        "grad_accumulation": 2,
+        "eval_every": 3,
+        "metric": "score",
+        "warmup_ratio": 0.3,
+    }
 
     def fresh() -> SiameseModel:
         return SiameseModel(make_tiny_transformer(minilm_tokenizer), normalize=True)
 
     whole = fresh()
-    full = Trainer(whole, get_loss("cosent"), make_pairs(), config(**options), tmp_path / "whole", sts_evaluator)
+    full = Trainer(
+        whole, get_loss("cosent"), make_pairs(), config(**options), tmp_path / "whole", sts_evaluator
+    )
     full_result = full.train()
 
     InterruptAt.at, InterruptAt.signum = 4, signum
-    part = InterruptAt(fresh(), get_loss("cosent"), make_pairs(), config(**options), tmp_path / "part", sts_evaluator)
+    part = InterruptAt(
+        fresh(), get_loss("cosent"), make_pairs(), config(**options), tmp_path / "part", sts_evaluator
+    )
     first = part.train()
     assert first.stopped == "interrupted" and first.steps == 4 and first.signal == signum.name
     assert not (tmp_path / "part" / "final").exists()
@@ -258,7 +292,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 
     resumed_model = fresh()  # a new process would rebuild the model from the recipe
     resumed = Trainer(
-        resumed_model, get_loss("cosent"), make_pairs(), config(**options), tmp_path / "part", sts_evaluator, resume=True
+        resumed_model,
+        get_loss("cosent"),
+        make_pairs(),
+        config(**options),
+        tmp_path / "part",
+        sts_evaluator,
+        resume=True,
     )
     second = resumed.train()
     assert second.steps == 9 and second.stopped == "completed"
@@ -273,10 +313,26 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 
 def test_resume_without_checkpoint_or_with_other_length_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no checkpoint"):
-        Trainer(SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(max_steps=2), tmp_path, resume=True).train()
-    Trainer(SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(max_steps=2), tmp_path).train()
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(max_steps=2),
+            tmp_path,
+            resume=True,
+        ).train()
+    Trainer(
+        SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(max_steps=2), tmp_path
+    ).train()
     with pytest.raises(TrainingError, match="2 steps"):
-        Trainer(SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(max_steps=3), tmp_path, resume=True).train()
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(max_steps=3),
+            tmp_path,
+            resume=True,
+        ).train()
 
 
 # ---------------------------------------------------------------------------- evaluation, early stopping, failures
@@ -290,7 +346,12 @@ def test_early_stopping_keeps_the_best_model(tmp_path: Path) -> None:
 
     model = SiameseModel(make_tiny_lstm())
     trainer = Trainer(
-        model, get_loss("cosent"), make_pairs(), config(max_steps=20, eval_every=1, metric="acc", patience=2), tmp_path, evaluator
+        model,
+        get_loss("cosent"),
+        make_pairs(),
+        config(max_steps=20, eval_every=1, metric="acc", patience=2),
+        tmp_path,
+        evaluator,
     )
     result = trainer.train()
     assert result.stopped == "early_stopping" and result.steps == 4

@@ -19,14 +19,16 @@ from textsiamese.losses import get_loss
 from textsiamese.training import Trainer
 
 RUNS: dict[str, dict[str, Any]] = {
-    "ranking": {"loss": ("multiple_negatives_ranking", {"symmetric": True}), "data": "triplets", "options": {}},
+    "ranking": {
+        "loss": ("multiple_negatives_ranking", {"symmetric": True}),
+        "data": "triplets",
+        "options": {},
+    },
     "ranking_cached": {
         "loss": ("multiple_negatives_ranking", {}),
         "data": "triplets",
         "options": {"cache_batch_size": 3},
     },
-    # A per-pair mean loss: averaging the two processes' gradients is the global batch's gradient.
-    "pairs": {"loss": ("contrastive", {"margin": 0.5, "distance": "cosine"}), "data": "pairs", "options": {}},
 }
 
 
@@ -43,7 +45,11 @@ def train_one(name: str, batch_size: int, output: Path) -> Trainer:
 
 def _worker(rank: int, world: int, port: int, output: str) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -79,7 +85,13 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path: Path
 def test_gathered_layout_puts_global_positives_first(tmp_path: Path) -> None:
     """The layout the loss needs: positives of all processes (in global query order), then each block of hard
     negatives in the same order. Checked with a fake 2-process gather on one process."""
-    trainer = Trainer(SiameseModel(make_tiny_lstm()), get_loss("multiple_negatives_ranking"), make_triplets(8), config(), tmp_path)
+    trainer = Trainer(
+        SiameseModel(make_tiny_lstm()),
+        get_loss("multiple_negatives_ranking"),
+        make_triplets(8),
+        config(),
+        tmp_path,
+    )
     q = [torch.full((2, 1), float(r)) for r in range(2)]
     d = [torch.tensor([[10.0 + r], [10.0 + r], [20.0 + r], [20.0 + r]]) for r in range(2)]
     import textsiamese.training.distributed as ddp

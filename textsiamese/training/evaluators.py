@@ -27,7 +27,12 @@ from textsiamese.evaluation import evaluate_sts
 from textsiamese.model import SiameseModel
 
 TASKS = ("sts", "pair_classification", "retrieval", "reranking")
-DEFAULT_METRIC = {"sts": "spearman", "pair_classification": "accuracy", "retrieval": "mrr@10", "reranking": "map"}
+DEFAULT_METRIC = {
+    "sts": "spearman",
+    "pair_classification": "accuracy",
+    "retrieval": "mrr@10",
+    "reranking": "map",
+}
 
 
 def make_evaluator(
@@ -69,7 +74,9 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     precision_all = np.divide(tp, tp + fp)
     recall_all = tp / max(positives, 1)
     f1_all = np.where(
-        last_of_run & (tp > 0), 2 * precision_all * recall_all / np.maximum(precision_all + recall_all, 1e-12), 0
+        last_of_run & (tp > 0),
+        2 * precision_all * recall_all / np.maximum(precision_all + recall_all, 1e-12),
+        0,
     )
     if all_negative > accuracy[k]:
         threshold, acc, p, r, f1 = float(s[0]) + 1e-6, float(all_negative), 0.0, 0.0, 0.0

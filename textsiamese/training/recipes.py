@@ -52,7 +52,7 @@ import torch
 import yaml
 
 from textsiamese.data import PairData, TripletData, atomic_open, read_pairs, read_triplets
-from textsiamese.errors import ConfigError, InputError
+from textsiamese.errors import ConfigError
 from textsiamese.losses import get_loss
 from textsiamese.model import SiameseModel
 from textsiamese.training.config import TrainConfig
@@ -270,15 +270,21 @@ def build_model(spec: dict[str, Any], recipe_path: Path | None, texts: Sequence[
                 tower: Any = LSTMTower.from_glove(max_words=max_words, **tower_spec)
             else:
                 if not texts:
-                    raise ConfigError("an LSTM tower without GloVe builds its vocabulary from the training texts")
+                    raise ConfigError(
+                        "an LSTM tower without GloVe builds its vocabulary from the training texts"
+                    )
                 tower = LSTMTower(WordTokenizer.build(list(texts), max_size=max_words), **tower_spec)
         elif kind == "transformer":
             path = tower_spec.pop("path", None)
             if not path:
                 raise ConfigError("model.tower.path: a Hugging Face model directory is needed")
-            tower = TransformerTower.from_pretrained(resolve_path(path, recipe_path, "model.tower.path"), **tower_spec)
+            tower = TransformerTower.from_pretrained(
+                resolve_path(path, recipe_path, "model.tower.path"), **tower_spec
+            )
         else:
-            raise ConfigError("model: give base (a model directory or 'default') or tower: {kind: lstm|transformer}")
+            raise ConfigError(
+                "model: give base (a model directory or 'default') or tower: {kind: lstm|transformer}"
+            )
         model = SiameseModel(tower, normalize=bool(spec.get("normalize") or False))
     towers = spec.get("towers", "shared")
     if towers not in ("shared", "pseudo"):
@@ -337,7 +343,7 @@ def split_pairs(
         groups.setdefault(key, []).append(i)
     order = list(groups)
     random.Random(seed).shuffle(order)
-    want = int(round(size * len(pairs))) if size < 1 else int(size)
+    want = round(size * len(pairs)) if size < 1 else int(size)
     dev_rows: list[int] = []
     for key in order:
         if len(dev_rows) >= want:
@@ -371,9 +377,7 @@ def _texts(data: PairData | TripletData) -> list[str]:
 # ---------------------------------------------------------------------- running
 
 
-def run_recipe(
-    recipe: Recipe, output: str | Path | None = None, resume: bool = False
-) -> list[TrainResult]:
+def run_recipe(recipe: Recipe, output: str | Path | None = None, resume: bool = False) -> list[TrainResult]:
     """Run every stage of ``recipe``; returns one ``TrainResult`` per stage (skipped stages excluded)."""
     stages = recipe.stages()
     root = Path(output or recipe.settings.get("output") or Path("runs") / recipe.name)
@@ -406,7 +410,17 @@ def run_recipe(
             if dev is None:
                 raise ConfigError(f"eval.task {task!r} needs dev data (data.dev or data.dev_split)")
             evaluator = make_evaluator(task, dev, int(stage["eval"].get("batch_size") or 64))
-        trainer = Trainer(model, loss, train_data, config, out, evaluator=evaluator, resume=resume and (out / "checkpoint").is_dir())
+        if resume and last and not (out / "checkpoint").is_dir():
+            print(f"note: --resume: no checkpoint in {out}; starting this stage from the beginning", flush=True)
+        trainer = Trainer(
+            model,
+            loss,
+            train_data,
+            config,
+            out,
+            evaluator=evaluator,
+            resume=resume and (out / "checkpoint").is_dir(),
+        )
         if trainer.is_main:
             out.mkdir(parents=True, exist_ok=True)
             with atomic_open(out / "recipe.yaml") as handle:

@@ -104,7 +104,7 @@ class Trainer:
         if self.config.cache_batch_size is not None and self.family != "ranking":
             raise TrainingError("train.cache_batch_size (gradient cache) works with ranking losses only")
 
-        rank, world_size, local_rank = ddp.env_world()
+        _, world_size, local_rank = ddp.env_world()
         if cfg.device:
             self.device = torch.device(cfg.device)
         elif torch.cuda.is_available():
@@ -124,7 +124,9 @@ class Trainer:
                 model, data, self.family, getattr(loss, "name", ""), hard_negatives=cfg.hard_negatives
             )
         if self.data.family != self.family:
-            raise TrainingError(f"training data was prepared for a {self.data.family} loss, not {self.family}")
+            raise TrainingError(
+                f"training data was prepared for a {self.data.family} loss, not {self.family}"
+            )
         if self.data.truncated and self.is_main:
             print(
                 f"note: {self.data.truncated} training texts were longer than the tower's maximum and were "
@@ -132,9 +134,7 @@ class Trainer:
                 flush=True,
             )
         self._lengths = self.data.lengths()
-        self._keys = (
-            [self.data.keys(i) for i in range(len(self.data))] if self.family == "ranking" else None
-        )
+        self._keys = [self.data.keys(i) for i in range(len(self.data))] if self.family == "ranking" else None
         self.global_batch = cfg.batch_size * self.world_size
         batches_per_epoch = len(self._plan(0))
         if batches_per_epoch == 0:
@@ -420,7 +420,12 @@ class Trainer:
             evaluations=list(self.evaluations),
         )
         if self.is_main:
-            self._log({"step": self.step, "result": {k: v for k, v in result.to_dict().items() if k != "evaluations"}})
+            self._log(
+                {
+                    "step": self.step,
+                    "result": {k: v for k, v in result.to_dict().items() if k != "evaluations"},
+                }
+            )
         if self._tensorboard is not None:
             self._tensorboard.close()
         ddp.barrier(self.world_size)
@@ -579,7 +584,9 @@ class Trainer:
                 f"--resume: the checkpoint's run has {state['total_steps']} steps, this one {self.total_steps}; "
                 "resume with the same recipe and options"
             )
-        load_model(self.model.towers, str(source / "model" / WEIGHTS_FILE), strict=True, device=str(self.device))
+        load_model(
+            self.model.towers, str(source / "model" / WEIGHTS_FILE), strict=True, device=str(self.device)
+        )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
