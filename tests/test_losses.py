@@ -10,7 +10,7 @@ import doctest
 import inspect
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -48,6 +48,16 @@ from textsiamese.losses import (
 )
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning OpenMP workers
+    slow every test down many times over; run this module single-threaded and restore the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def t(rows: list[list[float]]) -> torch.Tensor:
