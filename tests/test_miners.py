@@ -133,7 +133,7 @@ def test_mined_triplets_feed_the_explicit_triplet_loss() -> None:
     ):
         e1 = E.clone().requires_grad_()
         e2 = E.clone().requires_grad_()
-        via_miner = TripletLoss(margin=1.0)(*miner(e1, LABELS).gather(e1))  # type: ignore[union-attr]
+        via_miner = TripletLoss(margin=1.0)(*miner(e1, LABELS).gather(e1))
         direct = mined_loss(e2, LABELS)
         assert via_miner.item() == pytest.approx(direct.item())
         via_miner.backward()
@@ -145,7 +145,7 @@ def test_miners_return_plain_indices_without_gradients() -> None:
     e = E.clone().requires_grad_()
     for miner in (AllTripletsMiner(), BatchHardMiner(), SemiHardMiner(), HardPairMiner()):
         out = miner(e, LABELS)
-        for field in out.__dataclass_fields__:  # type: ignore[union-attr]
+        for field in out.__dataclass_fields__:
             value = getattr(out, field)
             assert not value.requires_grad
         assert out.__class__ in (TripletIndices, PairIndices)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
@@ -68,7 +68,10 @@ def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same & ~eye, ~same
 
 
-class Miner:
+Mined = TypeVar("Mined", TripletIndices, PairIndices)
+
+
+class Miner(Generic[Mined]):
     """Base class: ``miner(embeddings, labels)`` returns index tuples, computed without gradients."""
 
     name: ClassVar[str]
@@ -83,18 +86,19 @@ class Miner:
         d = self.distance.as_distance(self.distance.matrix(embeddings, embeddings))
         return d, y
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices | PairIndices:
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Mined:
         with torch.no_grad():
             return self.mine(embeddings.detach(), labels)
 
-    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices | PairIndices:
+    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Mined:
+        """The indices for ``embeddings`` (already detached); call the miner itself rather than this."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(distance={self.distance.name!r})"
 
 
-class AllTripletsMiner(Miner):
+class AllTripletsMiner(Miner[TripletIndices]):
     """Every valid triplet: a ≠ p with the same label, n with a different label (O(N³) indices)."""
 
     name = "all_triplets"
@@ -106,7 +110,7 @@ class AllTripletsMiner(Miner):
         return TripletIndices(a, p, n)
 
 
-class BatchHardMiner(Miner):
+class BatchHardMiner(Miner[TripletIndices]):
     """Per anchor, its hardest positive (farthest) and hardest negative (closest): one triplet per anchor.
 
     Anchors without a positive or without a negative in the batch are skipped (Hermans et al. 2017).
@@ -124,7 +128,7 @@ class BatchHardMiner(Miner):
         return TripletIndices(anchors, hardest_p[anchors], hardest_n[anchors])
 
 
-class SemiHardMiner(Miner):
+class SemiHardMiner(Miner[TripletIndices]):
     """Per positive pair (a, p), a semi-hard negative: the closest negative still farther than p.
 
     Without ``margin`` (the FaceNet rule as implemented in TensorFlow's ``triplet_semihard_loss``): the
@@ -163,7 +167,7 @@ class SemiHardMiner(Miner):
         return f"SemiHardMiner(margin={self.margin}, distance={self.distance.name!r})"
 
 
-class HardPairMiner(Miner):
+class HardPairMiner(Miner[PairIndices]):
     """Hard pairs among all in-batch pairs (i < j): positives farther than the closest negative pair,
     negatives closer than the farthest positive pair (the online-contrastive rule). With no negative pairs
     in the batch every positive pair is kept, and vice versa.
@@ -185,12 +189,12 @@ class HardPairMiner(Miner):
         return PairIndices(i, j, hard_pos[i, j].to(embeddings.dtype))
 
 
-MINERS: dict[str, type[Miner]] = {
+MINERS: dict[str, type[Miner[Any]]] = {
     cls.name: cls for cls in (AllTripletsMiner, BatchHardMiner, SemiHardMiner, HardPairMiner)
 }
 
 
-def get_miner(name: str, **kwargs: Any) -> Miner:
+def get_miner(name: str, **kwargs: Any) -> Miner[Any]:
     """The miner registered under ``name``, built with ``kwargs``; unknown names/options raise ConfigError."""
     try:
         cls = MINERS[name]

@@ -141,7 +141,7 @@ class BatchAllTripletLoss(_MinedTripletLoss):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         """All valid triplets."""
-        return self._miner(embeddings, labels)  # type: ignore[return-value]
+        return self._miner(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._validate(embeddings, labels)
@@ -188,7 +188,7 @@ class BatchHardTripletLoss(_MinedTripletLoss):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         """One (anchor, hardest positive, hardest negative) per anchor that has both."""
-        return self._miner(embeddings, labels)  # type: ignore[return-value]
+        return self._miner(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._validate(embeddings, labels)
@@ -234,7 +234,7 @@ class BatchSemiHardTripletLoss(_MinedTripletLoss):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         """One semi-hard triplet per positive pair whose anchor has a negative."""
-        return self._miner(embeddings, labels)  # type: ignore[return-value]
+        return self._miner(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._validate(embeddings, labels)
