@@ -914,3 +914,53 @@ def test_learning_logistic_gives_calibrated_probabilities() -> None:
     log_loss = -(same * probs.clamp_min(1e-7).log() + (1 - same) * (1 - probs).clamp_min(1e-7).log()).mean()
     assert float(log_loss) < 0.3 * math.log(2)
     assert abs(float(probs.mean() - same.mean())) < 0.1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Every registered loss: a finite scalar with a gradient, on CPU and (where there is one) on CUDA
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _example_inputs(name: str, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(9)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device).requires_grad_()
+
+    family = LOSSES[name].family
+    if family == "pair":
+        if name in ("cosine_similarity", "cosent"):
+            labels = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.0, 1.0])
+        else:
+            labels = torch.tensor([1, 0, 1, 0, 0, 1])
+        return r(6, 4), r(6, 4), labels.to(device)
+    if family == "triplet":
+        return r(6, 4), r(6, 4), r(6, 4)
+    if family == "labelled":
+        return r(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 0, 1], device=device)
+    return r(4, 4), r(8, 4)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_gives_a_finite_scalar_and_gradient(name: str) -> None:
+    inputs = _example_inputs(name)
+    out = get_loss(name)(*inputs)
+    assert out.shape == () and bool(torch.isfinite(out))
+    out.backward()
+    grads = [x.grad for x in inputs if x.requires_grad]
+    assert grads and all(gr is not None and bool(torch.isfinite(gr).all()) for gr in grads)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_on_cuda_matches_cpu_and_runs_under_bf16_autocast(name: str) -> None:
+    cpu = get_loss(name)(*_example_inputs(name)).item()
+    loss = get_loss(name).to("cuda")
+    assert loss(*_example_inputs(name, "cuda")).item() == pytest.approx(cpu, rel=1e-4, abs=1e-5)
+    inputs = _example_inputs(name, "cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = loss(*inputs)
+    assert bool(torch.isfinite(out))
+    out.float().backward()
+    assert all(x.grad is not None for x in inputs if x.requires_grad)
