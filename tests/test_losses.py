@@ -193,13 +193,15 @@ def test_pair_losses_check_label_shape(name: str) -> None:
 def test_zero_means_same_data_is_flipped_at_the_edge() -> None:
     """Data with 0 = same (Chopra et al. 2005) becomes 1 = same; the loss then sees the one convention."""
     raw = torch.tensor([0, 1, 1, 0])
-    assert binary_labels(raw, same=0).tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert binary_labels(raw, convention="0=similar").tolist() == [1.0, 0.0, 0.0, 1.0]
     assert binary_labels(raw).tolist() == [0.0, 1.0, 1.0, 0.0]
-    with pytest.raises(ConfigError):
-        binary_labels(raw, same=2)
+    with pytest.raises(ConfigError, match="convention"):
+        binary_labels(raw, convention="0=same")
     a, b = t([ORIGIN, ORIGIN]), t([AT_09, AT_11])
     loss = ContrastiveLoss(margin=1.0)
-    flipped = loss(a, b, binary_labels(torch.tensor([0, 1]), same=0))  # pair 0 similar, pair 1 dissimilar
+    flipped = loss(
+        a, b, binary_labels(torch.tensor([0, 1]), convention="0=similar")
+    )  # pair 0 similar, pair 1 dissimilar
     assert float(flipped) == pytest.approx((0.9**2 + 0.0) / 2)
 
 
@@ -964,3 +966,10 @@ def test_every_loss_on_cuda_matches_cpu_and_runs_under_bf16_autocast(name: str) 
     assert bool(torch.isfinite(out))
     out.float().backward()
     assert all(x.grad is not None for x in inputs if x.requires_grad)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_refuses_an_empty_batch(name: str) -> None:
+    inputs = tuple(x[:0] for x in _example_inputs(name))
+    with pytest.raises(ValueError, match=r"empty|N·"):
+        get_loss(name)(*inputs)

@@ -199,3 +199,9 @@ def test_batch_hard_and_semi_hard_match_brute_force(distance: str) -> None:
     emb, labels = torch.from_numpy(e), torch.from_numpy(lab)
     assert triples(BatchHardMiner(distance)(emb, labels)) == hard
     assert sorted(triples(SemiHardMiner(distance=distance)(emb, labels))) == sorted(semi)
+
+
+def test_miners_refuse_an_empty_batch() -> None:
+    for miner in (AllTripletsMiner(), BatchHardMiner(), SemiHardMiner(), HardPairMiner()):
+        with pytest.raises(ValueError, match="non-empty"):
+            miner(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long))

@@ -79,10 +79,15 @@ class Miner(Generic[Mined]):
     def __init__(self, distance: str | Distance = "euclidean") -> None:
         self.distance = get_distance(distance)
 
+    def _labels(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if embeddings.dim() != 2 or embeddings.shape[0] == 0:
+            raise ValueError(
+                f"{self.name}: embeddings must be a non-empty (N, D), got {tuple(embeddings.shape)}"
+            )
+        return class_labels(labels, embeddings.shape[0], loss=self.name).to(embeddings.device)
+
     def _distances(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if embeddings.dim() != 2:
-            raise ValueError(f"{self.name}: embeddings must be (N, D), got {tuple(embeddings.shape)}")
-        y = class_labels(labels, embeddings.shape[0], loss=self.name).to(embeddings.device)
+        y = self._labels(embeddings, labels)
         d = self.distance.as_distance(self.distance.matrix(embeddings, embeddings))
         return d, y
 
@@ -104,8 +109,7 @@ class AllTripletsMiner(Miner[TripletIndices]):
     name = "all_triplets"
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
-        y = class_labels(labels, embeddings.shape[0], loss=self.name).to(embeddings.device)
-        pos, neg = label_masks(y)
+        pos, neg = label_masks(self._labels(embeddings, labels))
         a, p, n = torch.nonzero(pos[:, :, None] & neg[:, None, :], as_tuple=True)
         return TripletIndices(a, p, n)
 

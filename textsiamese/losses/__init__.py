@@ -21,9 +21,10 @@ Label convention (the one place it is written down)
   ``ConfigError``) instead of being used as a weight. Used by contrastive, online_contrastive, energy,
   logistic and circle.
 * **Data that uses 0 = same** (the 2005 face-verification paper of Chopra, Hadsell & LeCun, and datasets
-  built after it) is flipped once, at the edge, when it is read: ``y = 1 − y``
-  (``textsiamese.labels.binary_labels(labels, same=0)``). Nothing inside the library sees the other
-  convention.
+  built after it) is flipped once, at the edge, when it is read: ``y = 1 − y``. The file readers take
+  ``label_convention="0=similar"``; tensors already in memory go through
+  ``textsiamese.labels.binary_labels(labels, convention="0=similar")``. Nothing inside the library sees the
+  other convention.
 * **Similarity scores** are floats, higher = more similar. ``cosine_similarity`` expects them in [0, 1]
   (``score_range=(lo, hi)`` rescales, e.g. (0, 5) for STS-B); ``cosent`` uses only their order.
 * **Class labels** (labelled family, miners) are whole-number class ids; equal ids = same class.
