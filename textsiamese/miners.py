@@ -18,7 +18,6 @@ Registry: ``MINERS`` maps name → class; ``get_miner(name, **kwargs)`` builds o
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -27,6 +26,7 @@ import torch
 from textsiamese.distances import Distance, get_distance
 from textsiamese.errors import ConfigError
 from textsiamese.labels import class_labels
+from textsiamese.registry import build
 
 
 @dataclass(frozen=True)
@@ -200,15 +200,4 @@ MINERS: dict[str, type[Miner[Any]]] = {
 
 def get_miner(name: str, **kwargs: Any) -> Miner[Any]:
     """The miner registered under ``name``, built with ``kwargs``; unknown names/options raise ConfigError."""
-    try:
-        cls = MINERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown miner {name!r}; choose one of {', '.join(MINERS)}") from None
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError:
-        accepted = ", ".join(inspect.signature(cls).parameters) or "none"
-        raise ConfigError(
-            f"miner {name!r} does not take options {sorted(kwargs)}; it accepts: {accepted}"
-        ) from None
-    return cls(**kwargs)
+    return build("miner", MINERS, name, **kwargs)

@@ -44,7 +44,6 @@ Distances: losses with a ``distance=`` option accept any name of ``textsiamese.d
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from textsiamese.errors import ConfigError
@@ -66,6 +65,7 @@ from textsiamese.losses.triplets import (
     BatchSemiHardTripletLoss,
     TripletLoss,
 )
+from textsiamese.registry import build
 
 LOSSES: dict[str, type[SiameseLoss]] = {
     cls.name: cls
@@ -92,18 +92,7 @@ def get_loss(name: str, **kwargs: Any) -> SiameseLoss:
     >>> get_loss("triplet", margin=0.2, distance="cosine")
     TripletLoss(margin=0.2, distance=cosine)
     """
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError:
-        accepted = ", ".join(inspect.signature(cls).parameters) or "none"
-        raise ConfigError(
-            f"loss {name!r} does not take options {sorted(kwargs)}; it accepts: {accepted}"
-        ) from None
-    return cls(**kwargs)
+    return build("loss", LOSSES, name, **kwargs)
 
 
 __all__ = [
