@@ -72,6 +72,17 @@ def test_matrix_matches_scipy_in_float32(name: str) -> None:
     np.testing.assert_allclose(got.double().numpy(), _scipy_matrix(name, a, b), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["euclidean", "squared_euclidean"])
+def test_matrix_stays_accurate_far_from_the_origin(name: str) -> None:
+    """float32, points at 1000 + small offsets: without centring, ‖a‖² − 2a·b + ‖b‖² loses every digit."""
+    rng = np.random.default_rng(4)
+    a, b = 1000.0 + 0.01 * rng.normal(size=(5, 8)), 1000.0 + 0.01 * rng.normal(size=(4, 8))
+    got = get_distance(name).matrix(torch.from_numpy(a).float(), torch.from_numpy(b).float())
+    # float32 inputs are themselves rounded by ~6e-5 at 1000; compare with the rounded inputs in float64
+    a32, b32 = a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(got.double().numpy(), _scipy_matrix(name, a32, b32), rtol=1e-3)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_pairwise_is_the_matrix_diagonal(name: str) -> None:
     g = torch.Generator().manual_seed(2)

@@ -10,7 +10,7 @@ import doctest
 import inspect
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -48,6 +48,16 @@ from textsiamese.losses import (
 )
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine spinning OpenMP workers
+    slow every test down many times over; run this module single-threaded and restore the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def t(rows: list[list[float]]) -> torch.Tensor:
@@ -183,13 +193,15 @@ def test_pair_losses_check_label_shape(name: str) -> None:
 def test_zero_means_same_data_is_flipped_at_the_edge() -> None:
     """Data with 0 = same (Chopra et al. 2005) becomes 1 = same; the loss then sees the one convention."""
     raw = torch.tensor([0, 1, 1, 0])
-    assert binary_labels(raw, same=0).tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert binary_labels(raw, convention="0=similar").tolist() == [1.0, 0.0, 0.0, 1.0]
     assert binary_labels(raw).tolist() == [0.0, 1.0, 1.0, 0.0]
-    with pytest.raises(ConfigError):
-        binary_labels(raw, same=2)
+    with pytest.raises(ConfigError, match="convention"):
+        binary_labels(raw, convention="0=same")
     a, b = t([ORIGIN, ORIGIN]), t([AT_09, AT_11])
     loss = ContrastiveLoss(margin=1.0)
-    flipped = loss(a, b, binary_labels(torch.tensor([0, 1]), same=0))  # pair 0 similar, pair 1 dissimilar
+    flipped = loss(
+        a, b, binary_labels(torch.tensor([0, 1]), convention="0=similar")
+    )  # pair 0 similar, pair 1 dissimilar
     assert float(flipped) == pytest.approx((0.9**2 + 0.0) / 2)
 
 
@@ -904,3 +916,60 @@ def test_learning_logistic_gives_calibrated_probabilities() -> None:
     log_loss = -(same * probs.clamp_min(1e-7).log() + (1 - same) * (1 - probs).clamp_min(1e-7).log()).mean()
     assert float(log_loss) < 0.3 * math.log(2)
     assert abs(float(probs.mean() - same.mean())) < 0.1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Every registered loss: a finite scalar with a gradient, on CPU and (where there is one) on CUDA
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _example_inputs(name: str, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(9)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device).requires_grad_()
+
+    family = LOSSES[name].family
+    if family == "pair":
+        if name in ("cosine_similarity", "cosent"):
+            labels = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.0, 1.0])
+        else:
+            labels = torch.tensor([1, 0, 1, 0, 0, 1])
+        return r(6, 4), r(6, 4), labels.to(device)
+    if family == "triplet":
+        return r(6, 4), r(6, 4), r(6, 4)
+    if family == "labelled":
+        return r(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 0, 1], device=device)
+    return r(4, 4), r(8, 4)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_gives_a_finite_scalar_and_gradient(name: str) -> None:
+    inputs = _example_inputs(name)
+    out = get_loss(name)(*inputs)
+    assert out.shape == () and bool(torch.isfinite(out))
+    out.backward()
+    grads = [x.grad for x in inputs if x.requires_grad]
+    assert grads and all(gr is not None and bool(torch.isfinite(gr).all()) for gr in grads)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_on_cuda_matches_cpu_and_runs_under_bf16_autocast(name: str) -> None:
+    cpu = get_loss(name)(*_example_inputs(name)).item()
+    loss = get_loss(name).to("cuda")
+    assert loss(*_example_inputs(name, "cuda")).item() == pytest.approx(cpu, rel=1e-4, abs=1e-5)
+    inputs = _example_inputs(name, "cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = loss(*inputs)
+    assert bool(torch.isfinite(out))
+    out.float().backward()
+    assert all(x.grad is not None for x in inputs if x.requires_grad)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_refuses_an_empty_batch(name: str) -> None:
+    inputs = tuple(x[:0] for x in _example_inputs(name))
+    with pytest.raises(ValueError, match=r"empty|N·"):
+        get_loss(name)(*inputs)

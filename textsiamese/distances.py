@@ -105,7 +105,12 @@ class SquaredEuclidean(Distance):
         return (a - b).pow(2).sum(dim=-1)
 
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # Expanded form ‖a‖² − 2a·b + ‖b‖², clamped: rounding can make it slightly negative.
+        # Expanded form ‖a‖² − 2a·b + ‖b‖² (one matmul, no (N, M, D) tensor), clamped: rounding can make it
+        # slightly negative. Distances do not change under translation, so both sides are first centred on
+        # their common mean (a constant for autograd): the expanded form cancels catastrophically when the
+        # embeddings sit far from the origin compared with their spread.
+        centre = torch.cat([a, b]).mean(0, keepdim=True).detach()
+        a, b = a - centre, b - centre
         sq = a.pow(2).sum(-1, keepdim=True) - 2 * a @ b.T + b.pow(2).sum(-1).unsqueeze(0)
         return sq.clamp_min(0.0)
 

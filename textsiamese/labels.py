@@ -2,8 +2,9 @@
 ``textsiamese.losses`` docstring: 1 = similar, 0 = dissimilar; similarity scores are floats, higher = more
 similar; class labels are whole-number ids.
 
-``binary_labels(labels, same=0)`` is the translation for data that uses 0 = same (Chopra, Hadsell & LeCun
-2005); readers call it (or do the same flip) at the edge so that nothing inside sees the other convention.
+``binary_labels(labels, convention="0=similar")`` is the translation, for tensors, of data that uses
+0 = same (Chopra, Hadsell & LeCun 2005); the file readers take the same ``label_convention`` names and flip
+at the edge, so nothing inside sees the other convention.
 """
 
 from __future__ import annotations
@@ -12,22 +13,31 @@ import torch
 
 from textsiamese.errors import ConfigError
 
+CONVENTIONS = ("1=similar", "0=similar")
+
 
 class LabelError(ConfigError):
     """Labels or scores that a loss cannot use (non-binary labels for a binary loss, wrong shape, NaN)."""
 
 
 def binary_labels(
-    labels: torch.Tensor, *, loss: str = "labels", same: int = 1, dtype: torch.dtype = torch.float32
+    labels: torch.Tensor,
+    *,
+    loss: str = "labels",
+    convention: str = "1=similar",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Labels checked to be binary and returned as floats (``dtype``) with 1 = similar.
 
-    ``same`` is the value that means "similar" in ``labels``: 1 is the library's convention; pass ``same=0``
-    to translate data that uses 0 = same (Chopra, Hadsell & LeCun 2005). Anything other than the two values
-    {0, 1} (booleans count) raises ``LabelError`` rather than being silently treated as a weight.
+    ``convention`` says which value means "similar" in ``labels``: ``"1=similar"`` is the library's own;
+    ``"0=similar"`` translates data that uses 0 = same (Chopra, Hadsell & LeCun 2005). Anything other than the
+    two values {0, 1} (booleans count) raises ``LabelError`` rather than being silently treated as a weight.
+
+    >>> binary_labels(torch.tensor([0, 1, 1]), convention="0=similar").tolist()
+    [1.0, 0.0, 0.0]
     """
-    if same not in (0, 1):
-        raise ConfigError(f"same must be 0 or 1, got {same!r}")
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"label convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
     if labels.dtype == torch.bool:
         y = labels.to(dtype)
     else:
@@ -43,7 +53,7 @@ def binary_labels(
                 "0 = same must be flipped when read (see the textsiamese.losses docstring)"
             )
         y = labels.to(dtype)
-    if same == 0:
+    if convention == "0=similar":
         y = 1.0 - y
     return y
 

@@ -18,15 +18,15 @@ Registry: ``MINERS`` maps name → class; ``get_miner(name, **kwargs)`` builds o
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
 from textsiamese.distances import Distance, get_distance
 from textsiamese.errors import ConfigError
 from textsiamese.labels import class_labels
+from textsiamese.registry import build
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same & ~eye, ~same
 
 
-class Miner:
+Mined = TypeVar("Mined", TripletIndices, PairIndices)
+
+
+class Miner(Generic[Mined]):
     """Base class: ``miner(embeddings, labels)`` returns index tuples, computed without gradients."""
 
     name: ClassVar[str]
@@ -76,37 +79,42 @@ class Miner:
     def __init__(self, distance: str | Distance = "euclidean") -> None:
         self.distance = get_distance(distance)
 
+    def _labels(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if embeddings.dim() != 2 or embeddings.shape[0] == 0:
+            raise ValueError(
+                f"{self.name}: embeddings must be a non-empty (N, D), got {tuple(embeddings.shape)}"
+            )
+        return class_labels(labels, embeddings.shape[0], loss=self.name).to(embeddings.device)
+
     def _distances(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if embeddings.dim() != 2:
-            raise ValueError(f"{self.name}: embeddings must be (N, D), got {tuple(embeddings.shape)}")
-        y = class_labels(labels, embeddings.shape[0], loss=self.name).to(embeddings.device)
+        y = self._labels(embeddings, labels)
         d = self.distance.as_distance(self.distance.matrix(embeddings, embeddings))
         return d, y
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices | PairIndices:
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Mined:
         with torch.no_grad():
             return self.mine(embeddings.detach(), labels)
 
-    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices | PairIndices:
+    def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Mined:
+        """The indices for ``embeddings`` (already detached); call the miner itself rather than this."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(distance={self.distance.name!r})"
 
 
-class AllTripletsMiner(Miner):
+class AllTripletsMiner(Miner[TripletIndices]):
     """Every valid triplet: a ≠ p with the same label, n with a different label (O(N³) indices)."""
 
     name = "all_triplets"
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
-        y = class_labels(labels, embeddings.shape[0], loss=self.name).to(embeddings.device)
-        pos, neg = label_masks(y)
+        pos, neg = label_masks(self._labels(embeddings, labels))
         a, p, n = torch.nonzero(pos[:, :, None] & neg[:, None, :], as_tuple=True)
         return TripletIndices(a, p, n)
 
 
-class BatchHardMiner(Miner):
+class BatchHardMiner(Miner[TripletIndices]):
     """Per anchor, its hardest positive (farthest) and hardest negative (closest): one triplet per anchor.
 
     Anchors without a positive or without a negative in the batch are skipped (Hermans et al. 2017).
@@ -124,7 +132,7 @@ class BatchHardMiner(Miner):
         return TripletIndices(anchors, hardest_p[anchors], hardest_n[anchors])
 
 
-class SemiHardMiner(Miner):
+class SemiHardMiner(Miner[TripletIndices]):
     """Per positive pair (a, p), a semi-hard negative: the closest negative still farther than p.
 
     Without ``margin`` (the FaceNet rule as implemented in TensorFlow's ``triplet_semihard_loss``): the
@@ -163,7 +171,7 @@ class SemiHardMiner(Miner):
         return f"SemiHardMiner(margin={self.margin}, distance={self.distance.name!r})"
 
 
-class HardPairMiner(Miner):
+class HardPairMiner(Miner[PairIndices]):
     """Hard pairs among all in-batch pairs (i < j): positives farther than the closest negative pair,
     negatives closer than the farthest positive pair (the online-contrastive rule). With no negative pairs
     in the batch every positive pair is kept, and vice versa.
@@ -185,22 +193,11 @@ class HardPairMiner(Miner):
         return PairIndices(i, j, hard_pos[i, j].to(embeddings.dtype))
 
 
-MINERS: dict[str, type[Miner]] = {
+MINERS: dict[str, type[Miner[Any]]] = {
     cls.name: cls for cls in (AllTripletsMiner, BatchHardMiner, SemiHardMiner, HardPairMiner)
 }
 
 
-def get_miner(name: str, **kwargs: Any) -> Miner:
+def get_miner(name: str, **kwargs: Any) -> Miner[Any]:
     """The miner registered under ``name``, built with ``kwargs``; unknown names/options raise ConfigError."""
-    try:
-        cls = MINERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown miner {name!r}; choose one of {', '.join(MINERS)}") from None
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError:
-        accepted = ", ".join(inspect.signature(cls).parameters) or "none"
-        raise ConfigError(
-            f"miner {name!r} does not take options {sorted(kwargs)}; it accepts: {accepted}"
-        ) from None
-    return cls(**kwargs)
+    return build("miner", MINERS, name, **kwargs)

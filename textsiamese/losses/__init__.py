@@ -21,9 +21,10 @@ Label convention (the one place it is written down)
   ``ConfigError``) instead of being used as a weight. Used by contrastive, online_contrastive, energy,
   logistic and circle.
 * **Data that uses 0 = same** (the 2005 face-verification paper of Chopra, Hadsell & LeCun, and datasets
-  built after it) is flipped once, at the edge, when it is read: ``y = 1 − y``
-  (``textsiamese.labels.binary_labels(labels, same=0)``). Nothing inside the library sees the other
-  convention.
+  built after it) is flipped once, at the edge, when it is read: ``y = 1 − y``. The file readers take
+  ``label_convention="0=similar"``; tensors already in memory go through
+  ``textsiamese.labels.binary_labels(labels, convention="0=similar")``. Nothing inside the library sees the
+  other convention.
 * **Similarity scores** are floats, higher = more similar. ``cosine_similarity`` expects them in [0, 1]
   (``score_range=(lo, hi)`` rescales, e.g. (0, 5) for STS-B); ``cosent`` uses only their order.
 * **Class labels** (labelled family, miners) are whole-number class ids; equal ids = same class.
@@ -43,7 +44,6 @@ Distances: losses with a ``distance=`` option accept any name of ``textsiamese.d
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from textsiamese.errors import ConfigError
@@ -65,6 +65,7 @@ from textsiamese.losses.triplets import (
     BatchSemiHardTripletLoss,
     TripletLoss,
 )
+from textsiamese.registry import build
 
 LOSSES: dict[str, type[SiameseLoss]] = {
     cls.name: cls
@@ -91,18 +92,7 @@ def get_loss(name: str, **kwargs: Any) -> SiameseLoss:
     >>> get_loss("triplet", margin=0.2, distance="cosine")
     TripletLoss(margin=0.2, distance=cosine)
     """
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError:
-        accepted = ", ".join(inspect.signature(cls).parameters) or "none"
-        raise ConfigError(
-            f"loss {name!r} does not take options {sorted(kwargs)}; it accepts: {accepted}"
-        ) from None
-    return cls(**kwargs)
+    return build("loss", LOSSES, name, **kwargs)
 
 
 __all__ = [

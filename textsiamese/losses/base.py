@@ -52,5 +52,7 @@ def check_pair_shapes(a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor, *,
             f"{loss}: a and b must both be (N, D) with the same shape, got {tuple(a.shape)} "
             f"and {tuple(b.shape)}"
         )
+    if a.shape[0] == 0:
+        raise ValueError(f"{loss}: empty batch")
     if labels.shape != (a.shape[0],):
         raise LabelError(f"{loss}: labels must have shape ({a.shape[0]},), got {tuple(labels.shape)}")

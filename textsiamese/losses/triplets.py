@@ -72,6 +72,8 @@ class TripletLoss(SiameseLoss):
                 f"{self.name}: anchor, positive and negative must be (N, D) of one shape, got "
                 f"{tuple(anchor.shape)}, {tuple(positive.shape)}, {tuple(negative.shape)}"
             )
+        if anchor.shape[0] == 0:
+            raise ValueError(f"{self.name}: empty batch")
         return self.per_triplet(anchor, positive, negative).mean()
 
     def extra_repr(self) -> str:
@@ -98,8 +100,10 @@ class _MinedTripletLoss(SiameseLoss):
         return dist.as_distance(dist.pairwise(a, p)) - dist.as_distance(dist.pairwise(a, n))
 
     def _validate(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-        if embeddings.dim() != 2:
-            raise ValueError(f"{self.name}: embeddings must be (N, D), got {tuple(embeddings.shape)}")
+        if embeddings.dim() != 2 or embeddings.shape[0] == 0:
+            raise ValueError(
+                f"{self.name}: embeddings must be a non-empty (N, D), got {tuple(embeddings.shape)}"
+            )
         class_labels(labels, embeddings.shape[0], loss=self.name)
 
     def extra_repr(self) -> str:
@@ -141,7 +145,7 @@ class BatchAllTripletLoss(_MinedTripletLoss):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         """All valid triplets."""
-        return self._miner(embeddings, labels)  # type: ignore[return-value]
+        return self._miner(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._validate(embeddings, labels)
@@ -188,7 +192,7 @@ class BatchHardTripletLoss(_MinedTripletLoss):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         """One (anchor, hardest positive, hardest negative) per anchor that has both."""
-        return self._miner(embeddings, labels)  # type: ignore[return-value]
+        return self._miner(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._validate(embeddings, labels)
@@ -234,7 +238,7 @@ class BatchSemiHardTripletLoss(_MinedTripletLoss):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> TripletIndices:
         """One semi-hard triplet per positive pair whose anchor has a negative."""
-        return self._miner(embeddings, labels)  # type: ignore[return-value]
+        return self._miner(embeddings, labels)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._validate(embeddings, labels)
