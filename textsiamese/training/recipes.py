@@ -411,7 +411,9 @@ def run_recipe(recipe: Recipe, output: str | Path | None = None, resume: bool = 
                 raise ConfigError(f"eval.task {task!r} needs dev data (data.dev or data.dev_split)")
             evaluator = make_evaluator(task, dev, int(stage["eval"].get("batch_size") or 64))
         if resume and last and not (out / "checkpoint").is_dir():
-            print(f"note: --resume: no checkpoint in {out}; starting this stage from the beginning", flush=True)
+            print(
+                f"note: --resume: no checkpoint in {out}; starting this stage from the beginning", flush=True
+            )
         trainer = Trainer(
             model,
             loss,

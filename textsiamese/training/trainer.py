@@ -58,7 +58,7 @@ class TrainResult:
     steps: int
     total_steps: int
     stopped: str  # completed | early_stopping | interrupted
-    seconds: float
+    seconds: float  # wall time of the whole run, earlier interrupted invocations included
     best_step: int | None = None
     best: dict[str, Any] | None = None
     final: dict[str, Any] | None = None
@@ -181,6 +181,8 @@ class Trainer:
         self._signal: int | None = None
         self._nonfinite: str | None = None
         self._tensorboard: Any = None
+        self._seconds_before = 0.0  # wall time of earlier (interrupted) invocations of this run
+        self._started = time.perf_counter()
 
     # ------------------------------------------------------------------ batches and encoding
 
@@ -319,7 +321,7 @@ class Trainer:
     def train(self) -> TrainResult:
         """Run to ``total_steps`` (or early stop / interruption) and write the outputs."""
         cfg = self.config
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         if self.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
         ddp.barrier(self.world_size)
@@ -403,7 +405,7 @@ class Trainer:
             self.save_checkpoint()
             if self.is_main:
                 self.model.save(self.output / "final")
-        seconds = time.perf_counter() - started
+        seconds = self._seconds_before + time.perf_counter() - self._started
         best = next((e["metrics"] for e in self.evaluations if e["step"] == self.best_step), None)
         result = TrainResult(
             output=str(self.output),
@@ -415,7 +417,7 @@ class Trainer:
             best=best,
             final=final,
             baseline=self.baseline,
-            examples_per_second=round(examples / max(seconds, 1e-9), 2),
+            examples_per_second=round(examples / max(time.perf_counter() - self._started, 1e-9), 2),
             signal=signal.Signals(self._signal).name if self._signal else None,
             evaluations=list(self.evaluations),
         )
@@ -559,6 +561,7 @@ class Trainer:
                     "evaluations": json.dumps(self.evaluations),
                     "baseline": json.dumps(self.baseline),
                     "config": json.dumps(self.config.to_dict()),
+                    "seconds": self._seconds_before + time.perf_counter() - self._started,
                 }
                 torch.save(state, staging / STATE_FILE)
                 _replace_directory(staging, target)
@@ -595,6 +598,7 @@ class Trainer:
         self.bad_evaluations = state["bad_evaluations"]
         self.evaluations = json.loads(state["evaluations"])
         self.baseline = json.loads(state["baseline"])
+        self._seconds_before = float(state.get("seconds", 0.0))
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
