@@ -160,3 +160,50 @@ def test_missing_snli_path_is_a_clear_error(
     monkeypatch.chdir(RECIPES_DIR.parent)
     assert main(["train", "nli", "--output", "/nonexistent/out"]) == 2
     assert "data.train" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output = tmp_path / "run"
+    argv = [
+        sys.executable,
+        "-m",
+        "textsiamese.cli",
+        "train",
+        "stsb",
+        "--output",
+        str(output),
+        "--no-progress",
+    ]
+    argv += ["--set", f"model.base={tiny_model_dir}", "--set", "max_steps=300", "--set", "data.dev_limit=20"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(argv, cwd=RECIPES_DIR.parent, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        lines = (
+            (output / "metrics.jsonl").read_text().splitlines() if (output / "metrics.jsonl").exists() else []
+        )
+        if any('"loss"' in line for line in lines):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, out
+    assert "checkpoint saved" in out and (output / "checkpoint" / "state.pt").is_file()
+    assert not (output / "final").exists()
+    resumed = subprocess.run(
+        [*argv, "--resume", "--json"],
+        cwd=RECIPES_DIR.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.splitlines()[-1])["steps"] == 300
