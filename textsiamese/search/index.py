@@ -127,7 +127,7 @@ class Index:
         model_source: str | None = None,
         tuning: dict[str, Any] | None = None,
     ) -> None:
-        self._index = faiss_index
+        self._index: Any = faiss_index  # SWIG classes: the stubs do not know their attributes
         self.kind = kind
         self.metric = metric
         self.dimension = dimension
@@ -302,7 +302,7 @@ class Index:
     # ------------------------------------------------------------------ model
 
     def attach_model(self, model: Encoder) -> None:
-        """Use ``model`` for text queries and additions, after checking it is the model the index was built with."""
+        """Use ``model`` for text queries and additions, after checking that the index was built with it."""
         if int(model.dimension) != self.dimension:
             raise ModelError(
                 f"model dimension {model.dimension} differs from the index dimension {self.dimension}; "
@@ -418,7 +418,9 @@ class Index:
         else:
             removed = self._index.remove_ids(faiss.IDSelectorBatch(labels))
             if removed != len(labels):
-                raise TextSiameseError(f"FAISS removed {removed} of {len(labels)} vectors; index is inconsistent")
+                raise TextSiameseError(
+                    f"FAISS removed {removed} of {len(labels)} vectors; index is inconsistent"
+                )
         for label, old_id in zip(labels.tolist(), wanted, strict=True):
             del self._label_of[old_id]
             self._ids[label] = None
@@ -441,7 +443,7 @@ class Index:
         self._ids, self._texts, self._meta, self._label_of = [], [], [], {}
         self._deleted, self._selector = set(), None
         if vectors is not None:
-            self._add_prepared(np.ascontiguousarray(vectors), ids, texts, meta)  # type: ignore[arg-type]
+            self._add_prepared(np.ascontiguousarray(vectors), ids, texts, meta)
 
     # ------------------------------------------------------------------ search
 
@@ -454,13 +456,17 @@ class Index:
                     batch = faiss.IDSelectorBatch(np.fromiter(self._deleted, dtype=np.int64))
                     self._selector = (batch, faiss.IDSelectorNot(batch))
                 sel = self._selector[1]
-            params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+            params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                efSearch=max(ef, k)
+            )
             if sel is not None:
                 params.sel = sel
             return params
         if self.kind in ("ivf", "ivfpq"):
             nprobe = int(value if value is not None else self.params["nprobe"])
-            return faiss.SearchParametersIVF(nprobe=min(max(nprobe, 1), int(self.params["nlist"])))
+            return faiss.SearchParametersIVF(  # type: ignore[call-arg]
+                nprobe=min(max(nprobe, 1), int(self.params["nlist"]))
+            )
         return None
 
     def _check_k(self, k: int) -> None:
@@ -471,7 +477,9 @@ class Index:
         if k > len(self):
             raise ConfigError(f"k={k} is larger than the index ({len(self)} rows); use k <= {len(self)}")
 
-    def _search_labels(self, matrix: np.ndarray, k: int, value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_labels(
+        self, matrix: np.ndarray, k: int, value: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         params = self._search_params(k, value)
         if params is None:
             scores, labels = self._index.search(matrix, k)
@@ -499,8 +507,14 @@ class Index:
             ids.append(found)
         return scores, ids
 
-    def search(self, queries: str | Sequence[str] | np.ndarray, k: int = 10, *, model: Encoder | None = None,
-               batch_size: int = 64) -> list[list[Hit]]:
+    def search(
+        self,
+        queries: str | Sequence[str] | np.ndarray,
+        k: int = 10,
+        *,
+        model: Encoder | None = None,
+        batch_size: int = 64,
+    ) -> list[list[Hit]]:
         """Top-k hits for each query: text queries go through the query tower, arrays are used as they are.
 
         >>> index.search(["who won the match?"], k=3)[0][0].text  # doctest: +SKIP
@@ -523,7 +537,11 @@ class Index:
             for score, label in zip(score_row, label_row, strict=True):
                 if label < 0 or self._ids[label] is None:
                     continue
-                hits.append(Hit(str(self._ids[label]), float(score), self._texts[label], dict(self._meta[label] or {})))
+                hits.append(
+                    Hit(
+                        str(self._ids[label]), float(score), self._texts[label], dict(self._meta[label] or {})
+                    )
+                )
             results.append(hits)
         return results
 
@@ -580,7 +598,13 @@ class Index:
         """
         spec = get_kind(self.kind)
         if spec.tunable is None:
-            self.tuning = {"recall_target": recall_target, "k": k, "parameter": None, "recall": 1.0, "reached": True}
+            self.tuning = {
+                "recall_target": recall_target,
+                "k": k,
+                "parameter": None,
+                "recall": 1.0,
+                "reached": True,
+            }
             return self.tuning
         if vectors is None:
             labels, matrix = self.stored_vectors()
@@ -594,13 +618,16 @@ class Index:
                 raise InputError("ids", f"id {error.args[0]!r} is not in the index") from None
         return self._tune(matrix, labels, recall_target, k, queries, n_queries=n_queries, seed=seed)
 
-    def _recall(self, queries: np.ndarray, truth: list[list[int]], k: int, self_labels: np.ndarray | None,
-                value: int) -> float:
+    def _recall(
+        self, queries: np.ndarray, truth: list[list[int]], k: int, self_labels: np.ndarray | None, value: int
+    ) -> float:
         extra = 0 if self_labels is None else 1
         _, found = self._search_labels(queries, k + extra, value)
         total = 0.0
         for row, true_row in enumerate(truth):
-            got = [int(x) for x in found[row] if x >= 0 and (self_labels is None or x != self_labels[row])][:k]
+            got = [int(x) for x in found[row] if x >= 0 and (self_labels is None or x != self_labels[row])][
+                :k
+            ]
             total += len(set(got) & set(true_row)) / max(len(true_row), 1)
         return total / max(len(truth), 1)
 
@@ -631,8 +658,14 @@ class Index:
         else:
             k = min(k, count - 1)
             if k < 1:
-                self.tuning = {"recall_target": recall_target, "k": k, "parameter": spec.tunable,
-                               "value": self.params[spec.tunable], "recall": 1.0, "reached": True}
+                self.tuning = {
+                    "recall_target": recall_target,
+                    "k": k,
+                    "parameter": spec.tunable,
+                    "value": self.params[spec.tunable],
+                    "recall": 1.0,
+                    "reached": True,
+                }
                 return self.tuning
             rng = np.random.default_rng(seed)
             rows = rng.choice(count, size=min(n_queries, count), replace=False)
@@ -673,7 +706,7 @@ class Index:
             best = below if below is not None else (int(self.params[spec.tunable]), 0.0)
             warnings.warn(
                 f"{self.kind}: recall@{k} {best[1]:.3f} at {spec.tunable}={best[0]} is below the target "
-                f"{recall_target}; use a larger index kind or parameters (e.g. flat, or ivf instead of ivfpq)",
+                f"{recall_target}; use a more exact kind or parameters (e.g. ivf instead of ivfpq, or flat)",
                 stacklevel=3,
             )
         self.params[spec.tunable] = int(best[0])
@@ -801,7 +834,9 @@ class Index:
             raise InputError(rows_path, f"{len(index)} rows, the manifest records {count}")
         if kind == "hnsw":
             if faiss_index.ntotal != next_label:
-                raise InputError(index_path, f"{faiss_index.ntotal} vectors, the manifest records {next_label}")
+                raise InputError(
+                    index_path, f"{faiss_index.ntotal} vectors, the manifest records {next_label}"
+                )
             index._deleted = {label for label, i in enumerate(index._ids) if i is None}
         elif faiss_index.ntotal != count:
             raise InputError(index_path, f"{faiss_index.ntotal} vectors, the manifest records {count}")
@@ -815,4 +850,4 @@ class Index:
         estimate = spec.bytes_per_vector(self.dimension, self.params) * self._index.ntotal
         if self.kind in ("ivf", "ivfpq"):
             estimate += 4 * self.dimension * int(self.params["nlist"])
-        return int(math.ceil(estimate))
+        return math.ceil(estimate)

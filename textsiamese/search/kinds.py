@@ -39,7 +39,7 @@ def faiss_metric(metric: str) -> int:
 
 def default_nlist(count: int) -> int:
     """Inverted lists for an IVF index: about 4·√N, and at least 39 training points per list."""
-    return max(1, min(int(round(4 * math.sqrt(max(count, 1)))), count // 39 if count >= 39 else 1))
+    return max(1, min(round(4 * math.sqrt(max(count, 1))), count // 39 if count >= 39 else 1))
 
 
 def default_pq_m(dimension: int) -> int:
@@ -154,7 +154,7 @@ INDEX_KINDS: dict[str, IndexKind] = {
     ),
     "ivfpq": IndexKind(
         name="ivfpq",
-        description="inverted lists with product-quantised codes (IVF-PQ): m bytes a vector, approximate scores",
+        description="inverted lists of product-quantised codes (IVF-PQ): m bytes a vector, lossy scores",
         defaults=lambda count, dimension: {
             "nlist": default_nlist(count),
             "m": default_pq_m(dimension),
@@ -166,10 +166,9 @@ INDEX_KINDS: dict[str, IndexKind] = {
         tunable_range=_nprobe_range,
         needs_training=True,
         removes_in_place=True,
-        bytes_per_vector=lambda dimension, params: math.ceil(
-            int(params.get("m", default_pq_m(dimension))) * int(params.get("nbits", 8)) / 8
-        )
-        + 8,
+        bytes_per_vector=lambda dimension, params: (
+            math.ceil(int(params.get("m", default_pq_m(dimension))) * int(params.get("nbits", 8)) / 8) + 8
+        ),
     ),
 }
 
