@@ -1,0 +1,78 @@
+"""Options and helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from textsiamese.data import PAIR_FORMATS, PairData, read_pairs
+from textsiamese.errors import ConfigError
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device``, ``--batch-size``."""
+    parser.add_argument(
+        "--model", metavar="DIR", help="model directory (default: the embedded all-MiniLM-L6-v2)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+
+
+def add_pair_input_options(parser: argparse.ArgumentParser) -> None:
+    """``--format``, ``--columns``, ``--label-convention``, ``--errors`` for pair files."""
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=PAIR_FORMATS,
+        help="input format: generic csv/tsv/jsonl (auto: from the extension) or a named dataset file",
+    )
+    parser.add_argument(
+        "--columns",
+        default=None,
+        metavar="NAME=COLUMN,…",
+        help="remap column names, e.g. sentence1=question,sentence2=answer",
+    )
+    parser.add_argument(
+        "--label-convention",
+        default="1=similar",
+        choices=["1=similar", "0=similar"],
+        help="what label 1 means in the file; 0=similar files are flipped on reading",
+    )
+    parser.add_argument(
+        "--errors",
+        default="strict",
+        choices=["strict", "replace"],
+        help="invalid UTF-8: stop with the line (strict) or substitute U+FFFD (replace)",
+    )
+
+
+def parse_columns(spec: str | None) -> dict[str, str] | None:
+    """``"sentence1=q,sentence2=a"`` → ``{"sentence1": "q", "sentence2": "a"}``."""
+    if not spec:
+        return None
+    mapping: dict[str, str] = {}
+    for item in spec.split(","):
+        name, sep, column = item.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise ConfigError(f"--columns expects NAME=COLUMN pairs separated by commas, got {item!r}")
+        mapping[name.strip()] = column.strip()
+    return mapping
+
+
+def read_pair_input(args: argparse.Namespace, path: str, need: str | None = None) -> PairData:
+    """Read the pair file named on the command line with the shared input options."""
+    return read_pairs(
+        path,
+        args.format,
+        columns=parse_columns(args.columns),
+        need=need,
+        label_convention=args.label_convention,
+        errors=args.errors,
+    )
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """The model named by ``--model`` (or the embedded default) on ``--device``."""
+    from textsiamese.loading import load
+
+    return load(args.model, device=args.device)

@@ -1,0 +1,63 @@
+"""Semantic textual similarity: rank (Spearman) and linear (Pearson) correlation with gold scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+from textsiamese.data import PairData
+from textsiamese.distances import get_distance
+from textsiamese.errors import InputError
+
+if TYPE_CHECKING:
+    from textsiamese.model import SiameseModel
+
+
+def sts_correlations(
+    predicted: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray
+) -> dict[str, float]:
+    """Spearman and Pearson correlation of ``predicted`` against ``gold`` (NaN-free inputs of equal length)."""
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} predictions for {len(gold)} gold scores")
+    if len(gold) < 2:
+        raise ValueError("correlation needs at least two pairs")
+    return {
+        "spearman": float(spearmanr(predicted, gold).statistic),
+        "pearson": float(pearsonr(predicted, gold).statistic),
+    }
+
+
+def evaluate_sts(
+    model: SiameseModel,
+    pairs: PairData,
+    metrics: Sequence[str] = ("cosine",),
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> dict[str, float | int | str]:
+    """Correlate the model's similarity with the gold ``scores`` of ``pairs``.
+
+    With one metric the result is ``{"task": "sts", "spearman", "pearson", "n"}``; further metrics (e.g.
+    ``euclidean``, ``manhattan``, ``dot``) add ``spearman_<metric>`` and ``pearson_<metric>``. Distances are
+    negated first so that every correlation is positive when the model is right.
+    """
+    if pairs.scores is None:
+        raise InputError(pairs.source, "STS evaluation needs a 'score' column")
+    a, b = model.encode_pairs(
+        pairs.sentence1, pairs.sentence2, batch_size=batch_size, show_progress=show_progress
+    )
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    result: dict[str, float | int | str] = {"task": "sts"}
+    for position, name in enumerate(metrics):
+        distance = get_distance(name)
+        closeness = -distance.as_distance(distance.pairwise(ta, tb)).numpy()
+        scores = sts_correlations(closeness, pairs.scores)
+        suffix = "" if position == 0 else f"_{distance.name}"
+        result.update({f"{key}{suffix}": value for key, value in scores.items()})
+    if len(metrics) > 1:
+        result["metric"] = get_distance(metrics[0]).name
+    result["n"] = len(pairs)
+    return result

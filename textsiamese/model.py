@@ -1,0 +1,316 @@
+"""``SiameseModel``: towers by role, batched encoding, pair similarity, and safetensors save / load.
+
+Siamese is one tower used for both roles; pseudo-siamese is one tower per role (``query`` and ``document``),
+of the same or different kinds. The model holds towers by name in a ``ModuleDict`` and maps roles to names,
+so a shared tower is one module (its weights saved once) and an untied pair is two.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from textsiamese.config import ROLES, ModelConfig
+from textsiamese.distances import get_distance
+from textsiamese.errors import ConfigError, ModelError
+from textsiamese.towers import Tower, tower_class
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class TruncationWarning(UserWarning):
+    """Some texts were longer than the tower's maximum length and were cut."""
+
+
+warnings.simplefilter("always", TruncationWarning)
+
+
+class SiameseModel(nn.Module):
+    """A siamese (shared tower) or pseudo-siamese (tower per role) text encoder.
+
+    >>> model = SiameseModel(tower)                              # doctest: +SKIP
+    >>> model = SiameseModel(query=lstm_tower, document=bert)    # doctest: +SKIP
+    >>> model.encode(["a cat", "a dog"]).shape                   # doctest: +SKIP
+    (2, 384)
+    >>> model.similarity(["a cat"], ["a kitten"])                # doctest: +SKIP
+    array([0.78], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        tower: Tower | None = None,
+        *,
+        query: Tower | None = None,
+        document: Tower | None = None,
+        normalize: bool = False,
+        similarity: str = "cosine",
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if tower is not None:
+            if query is not None or document is not None:
+                raise ConfigError("give either one shared tower or query= and document= towers, not both")
+            query = document = tower
+        if query is None or document is None:
+            raise ConfigError("a model needs a shared tower, or both a query and a document tower")
+        if query.dimension != document.dimension:
+            raise ConfigError(
+                f"query tower gives {query.dimension}-d vectors but document tower {document.dimension}-d; "
+                "their vectors must be comparable"
+            )
+        if query is document:
+            self.towers = nn.ModuleDict({"shared": query})
+            self.roles = {"query": "shared", "document": "shared"}
+        else:
+            self.towers = nn.ModuleDict({"query": query, "document": document})
+            self.roles = {"query": "query", "document": "document"}
+        self.normalize = normalize
+        self.similarity_metric = get_distance(similarity).name
+        self.calibration = calibration
+        self.source = "<memory>"
+
+    @classmethod
+    def untied(cls, tower: Tower, **options: Any) -> SiameseModel:
+        """A pseudo-siamese model whose two towers start as copies of ``tower`` and train apart."""
+        return cls(query=tower, document=copy.deepcopy(tower), **options)
+
+    @property
+    def is_shared(self) -> bool:
+        """True for a siamese model (one tower for both roles)."""
+        return self.roles["query"] == self.roles["document"]
+
+    @property
+    def dimension(self) -> int:
+        return self.tower("query").dimension
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tower(self, role: str) -> Tower:
+        """The tower that encodes ``role`` (``query`` or ``document``)."""
+        if role not in self.roles:
+            raise ConfigError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        tower = self.towers[self.roles[role]]
+        assert isinstance(tower, Tower)
+        return tower
+
+    def num_parameters(self) -> int:
+        """Number of distinct trainable values (a shared tower counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        role: str = "query",
+        batch_size: int = 64,
+        normalize: bool | None = None,
+        device: str | torch.device | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
+
+        Texts are tokenized once, sorted by length so each batch pads little, and run under inference mode
+        (bf16 autocast on CUDA). ``normalize`` defaults to the model's own setting. A single string gives a
+        1-D vector. Texts longer than the tower's maximum are truncated, with one ``TruncationWarning`` per
+        call giving the count.
+        """
+        single = isinstance(texts, str)
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        tower = self.tower(role)
+        if device is not None:
+            self.to(device)
+        target = self.device
+        normalize = self.normalize if normalize is None else normalize
+        if not items:
+            return np.zeros((0, tower.dimension), dtype=np.float32)
+        tokens = tower.tokenize(items)
+        if tokens.truncated:
+            warnings.warn(
+                f"{tokens.truncated} of {len(items)} texts were longer than {tower.max_length} tokens "
+                "and were truncated",
+                TruncationWarning,
+                stacklevel=2,
+            )
+        # Longest first: a batch too large for memory fails at once, not at the end.
+        order = sorted(range(len(items)), key=lambda i: len(tokens.ids[i]), reverse=True)
+        output = torch.empty((len(items), tower.dimension), dtype=torch.float32)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if target.type == "cuda" else nullcontext()
+        was_training = self.training
+        self.eval()
+        progress = _progress(len(items), show_progress, f"encode ({role})")
+        try:
+            with torch.inference_mode(), autocast:
+                for start in range(0, len(order), batch_size):
+                    index = order[start : start + batch_size]
+                    features = tower.collate([tokens.ids[i] for i in index])
+                    features = {k: v.to(target, non_blocking=True) for k, v in features.items()}
+                    vectors = tower(features).float()
+                    if normalize:
+                        vectors = F.normalize(vectors, dim=-1)
+                    output[torch.as_tensor(index)] = vectors.cpu()
+                    progress.update(len(index))
+        finally:
+            progress.close()
+            self.train(was_training)
+        array = output.numpy()
+        return array[0] if single else array
+
+    def similarity(
+        self,
+        texts_a: Sequence[str],
+        texts_b: Sequence[str],
+        metric: str | None = None,
+        batch_size: int = 64,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """The similarity (or distance, for distance metrics) of each aligned pair ``(a[i], b[i])``.
+
+        ``texts_a`` are encoded as queries and ``texts_b`` as documents; for a shared tower both sides go
+        through one encoding pass. ``metric`` defaults to the model's own (cosine unless configured).
+        """
+        if len(texts_a) != len(texts_b):
+            raise ConfigError(f"got {len(texts_a)} first texts but {len(texts_b)} second texts")
+        a, b = self.encode_pairs(texts_a, texts_b, batch_size=batch_size, show_progress=show_progress)
+        distance = get_distance(metric or self.similarity_metric)
+        return distance.pairwise(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+    def encode_pairs(
+        self,
+        texts_a: Sequence[str],
+        texts_b: Sequence[str],
+        batch_size: int = 64,
+        show_progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of both sides of aligned pairs (a as queries, b as documents)."""
+        if self.is_shared:
+            both = self.encode([*texts_a, *texts_b], batch_size=batch_size, show_progress=show_progress)
+            return both[: len(texts_a)], both[len(texts_a) :]
+        a = self.encode(texts_a, role="query", batch_size=batch_size, show_progress=show_progress)
+        b = self.encode(texts_b, role="document", batch_size=batch_size, show_progress=show_progress)
+        return a, b
+
+    def config(self) -> ModelConfig:
+        """The configuration ``save`` writes (and ``load`` reads)."""
+        from textsiamese import __version__
+
+        return ModelConfig(
+            towers={name: tower.config() for name, tower in self.towers.items()},  # type: ignore[operator]
+            roles=dict(self.roles),
+            normalize=self.normalize,
+            dimension=self.dimension,
+            similarity=self.similarity_metric,
+            calibration=self.calibration,
+            library_version=__version__,
+        )
+
+    def fingerprint(self) -> str:
+        """A stable SHA-256 over configuration and weights: indexes record it to refuse a different model."""
+        digest = hashlib.sha256()
+        config = self.config()
+        config.library_version = ""
+        config.calibration = None
+        digest.update(config.to_json().encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:32]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory: ``config.json``, ``model.safetensors`` and ``towers/<name>/`` assets.
+
+        The directory is assembled under a temporary name and moved into place, so an interrupted save
+        never leaves a half-written model under ``path``.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            for name, tower in self.towers.items():
+                tower.save_assets(staging / "towers" / name)  # type: ignore[operator]
+            save_model(self.towers, str(staging / WEIGHTS_FILE))
+            (staging / CONFIG_FILE).write_text(self.config().to_json(), "utf-8")
+            _replace_directory(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> SiameseModel:
+        """Load a directory written by ``save`` (see ``textsiamese.load`` for all supported layouts)."""
+        directory = Path(path)
+        config = ModelConfig.from_file(directory / CONFIG_FILE)
+        towers: dict[str, Tower] = {}
+        for name, tower_config in config.towers.items():
+            kind = tower_config.get("kind", "")
+            towers[name] = tower_class(kind).from_assets(tower_config, directory / "towers" / name)
+        query, document = towers[config.roles["query"]], towers[config.roles["document"]]
+        model = cls(
+            query=query,
+            document=document,
+            normalize=config.normalize,
+            similarity=config.similarity,
+            calibration=config.calibration,
+        )
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelError(f"{directory}: {WEIGHTS_FILE} is missing")
+        try:
+            load_model(model.towers, str(weights), strict=True)
+        except (SafetensorError, RuntimeError, OSError) as error:
+            raise ModelError(
+                f"{weights}: weights are corrupted or do not fit the config ({_short(error)})"
+            ) from None
+        model.source = str(directory)
+        return model
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing ``target`` is swapped out and removed only afterwards."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.replace(target, backup / "model")
+    os.replace(staging, target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, show: bool, description: str) -> Any:
+    if not show:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="text")

@@ -1,0 +1,84 @@
+"""The tower interface: text → token ids → padded features → one vector per text.
+
+Tokenizing is split from padding so a corpus (or a training set) is tokenized once, sorted into
+similar-length batches, and padded per batch. A tower saves its own assets (tokenizer, vocabulary,
+architecture) into a folder; the model saves all weights together in one safetensors file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Tokenized:
+    """Token ids per text (already truncated) and how many texts were cut at the maximum length."""
+
+    ids: list[list[int]]
+    truncated: int = 0
+
+
+class Tower(nn.Module, ABC):
+    """Encodes texts into fixed-size vectors. Subclasses register under ``kind`` in ``TOWERS``."""
+
+    kind: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int:
+        """Size of the output vectors."""
+
+    @property
+    @abstractmethod
+    def max_length(self) -> int:
+        """Longest token sequence the tower reads; longer texts are truncated (and counted)."""
+
+    @abstractmethod
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        """Token ids of each text, truncated to ``max_length``."""
+
+    @abstractmethod
+    def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Pad a batch of id lists to its longest member: the features ``forward`` takes."""
+
+    @abstractmethod
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, dimension) embeddings, not normalised."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings that, with the saved assets, rebuild this tower's architecture."""
+
+    @abstractmethod
+    def save_assets(self, directory: Path) -> None:
+        """Write tokenizer / vocabulary / architecture files (not the weights) into ``directory``."""
+
+    @classmethod
+    @abstractmethod
+    def from_assets(cls, config: dict[str, Any], directory: Path) -> Tower:
+        """Rebuild the architecture from ``config`` and saved assets, with untrained weights."""
+
+    def features(
+        self, texts: Sequence[str], device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize and pad ``texts`` in one step (for small batches and tests)."""
+        batch = self.collate(self.tokenize(texts).ids)
+        return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
+
+
+def pad_ids(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into an (B, L) long tensor and its 0/1 attention mask."""
+    width = max((len(row) for row in ids), default=1) or 1
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return input_ids, mask
