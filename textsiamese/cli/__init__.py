@@ -21,6 +21,10 @@ COMMAND_MODULES = [
     "textsiamese.cli.evaluate",
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
+    "textsiamese.cli.index",
+    "textsiamese.cli.search",
+    "textsiamese.cli.mine",
+    "textsiamese.cli.paraphrases",
 ]
 
 

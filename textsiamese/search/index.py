@@ -42,7 +42,9 @@ class Encoder(Protocol):
 
     def fingerprint(self) -> str: ...
 
-    def encode(self, texts: Sequence[str], role: str = ..., batch_size: int = ..., **kwargs: Any) -> Any: ...
+    def encode(
+        self, texts: Sequence[str], role: str = ..., batch_size: int = ..., *, show_progress: bool = ...
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,12 @@ def _library_version() -> str:
     from textsiamese import __version__
 
     return __version__
+
+
+def _source_of(model: Any) -> str | None:
+    """Where a model was loaded from (``SiameseModel.source``), recorded so the CLI can reopen it."""
+    source = getattr(model, "source", None)
+    return str(source) if source else None
 
 
 def _as_matrix(vectors: Any, dimension: int | None, what: str, *, copy: bool = False) -> np.ndarray:
@@ -245,7 +253,7 @@ class Index:
             params=params,
             recall_target=recall_target,
             fingerprint=model.fingerprint(),
-            model_source=model_source,
+            model_source=model_source if model_source is not None else _source_of(model),
             memory_budget=memory_budget,
         )
         index.model = model
