@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--query", action="append", metavar="TEXT", help="a query (repeatable)")
     source.add_argument("--queries", metavar="FILE", help="queries file (.txt one per line, csv/tsv/jsonl)")
     parser.add_argument("--text-column", default="text", help="query column of a table file (default: text)")
-    parser.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    parser.add_argument(
+        "-k", type=int, default=None, help="hits per query (default 10, or the index size if smaller)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per query and line")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index file (IVF kinds)")
     add_model_options(parser)
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from textsiamese.search import Index
 
     index = Index.load(args.index, mmap=args.mmap)
+    if args.k is None:
+        args.k = max(1, min(10, len(index)))
     if args.k < 1 or args.k > len(index):
         raise ConfigError(f"-k {args.k} must be between 1 and the index size ({len(index)})")
     if args.queries:
