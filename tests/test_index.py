@@ -348,3 +348,15 @@ def test_tune_after_updates_uses_stored_vectors(corpus: np.ndarray) -> None:
     assert tuning["reached"] and tuning["recall"] >= 0.97 and index.params["nprobe"] == tuning["value"]
     labels, vectors = index.stored_vectors()
     assert len(labels) == 2500 and vectors.shape == (2500, D)
+
+
+def test_mmap_load_searches_and_refuses_updates(
+    built: dict[str, Index], queries: np.ndarray, tmp_path: Path
+) -> None:
+    built["ivf"].save(tmp_path)
+    mapped = Index.load(tmp_path, mmap=True)
+    assert mapped.search_vectors(queries[:5], K)[1] == built["ivf"].search_vectors(queries[:5], K)[1]
+    with pytest.raises(ConfigError, match="read-only"):
+        mapped.remove(["doc-1"])
+    with pytest.raises(ConfigError, match="read-only"):
+        mapped.add_vectors(queries[:1], ids=["new"])

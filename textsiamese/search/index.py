@@ -150,6 +150,7 @@ class Index:
         self._label_of: dict[str, int] = {}
         self._deleted: set[int] = set()
         self._selector: tuple[Any, Any] | None = None
+        self.read_only = False
 
     # ------------------------------------------------------------------ construction
 
@@ -385,6 +386,7 @@ class Index:
 
         IVF kinds put new vectors into their trained lists (no retraining), flat and HNSW simply grow.
         """
+        self._check_writable()
         return self._add_prepared(self._prepare(vectors), ids, texts, metadata)
 
     def add(
@@ -413,6 +415,7 @@ class Index:
         Flat and IVF drop the vectors in place. HNSW cannot unlink graph nodes, so removed rows are masked at
         search time; once more than half the graph is masked it is rebuilt (:meth:`compact`).
         """
+        self._check_writable()
         wanted = list(dict.fromkeys(str(i) for i in ids))
         missing = [i for i in wanted if i not in self._label_of]
         if missing:
@@ -438,6 +441,12 @@ class Index:
         if self.kind == "hnsw" and len(self._deleted) > self._index.ntotal // 2:
             self.compact()
         return len(wanted)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ConfigError(
+                "this index was opened with mmap=True (read-only); load it without mmap to update it"
+            )
 
     def compact(self) -> None:
         """Rebuild an HNSW graph without its removed rows (a no-op for the other kinds)."""
@@ -849,6 +858,7 @@ class Index:
             index._deleted = {label for label, i in enumerate(index._ids) if i is None}
         elif faiss_index.ntotal != count:
             raise InputError(index_path, f"{faiss_index.ntotal} vectors, the manifest records {count}")
+        index.read_only = mmap
         if model is not None:
             index.attach_model(model)
         return index
