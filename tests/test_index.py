@@ -360,3 +360,19 @@ def test_mmap_load_searches_and_refuses_updates(
         mapped.remove(["doc-1"])
     with pytest.raises(ConfigError, match="read-only"):
         mapped.add_vectors(queries[:1], ids=["new"])
+
+
+def test_real_model_on_agnews_titles_and_descriptions(default_model, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """Integration: the packaged all-MiniLM-L6-v2 finds a news title's own description (exact check by numpy)."""
+    from textsiamese.data import read_pairs
+
+    pairs = read_pairs(shared_data / "agnews" / "agnews-title-description-train.csv", format="agnews")
+    titles, descriptions = pairs.sentence1[:40], pairs.sentence2[:40]
+    ids = [f"ag-{i}" for i in range(40)]
+    index = Index.build(default_model, descriptions, ids=ids, kind="flat")
+    hits = index.search(titles, k=3)
+    q = default_model.encode(titles, role="query")
+    d = default_model.encode(descriptions, role="document")
+    expected = [f"ag-{p}" for p in exact_topk(q, d, 1)[:, 0]]
+    assert [h[0].id for h in hits] == expected
+    assert sum(h[0].id == ids[i] for i, h in enumerate(hits)) >= 32  # title → own description, rank 1
