@@ -66,19 +66,26 @@ def test_recall_against_exact_numpy_search(
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_tuning_reaches_target_when_checked_independently(
-    kind: str, built: dict[str, Index], corpus: np.ndarray
-) -> None:
+def test_tuning_holds_out_its_queries(kind: str, built: dict[str, Index]) -> None:
     index = built[kind]
     assert index.tuning is not None and index.tuning["reached"]
+    assert index.tuning["queries"] == N // 10 and index.tuning["queries_from"] == "given"
     assert index.params[index.tuning["parameter"]] == index.tuning["value"]
-    # Other corpus rows than the tuner's sample, each query's own row left out: the tuner's own protocol.
-    rows = np.random.default_rng(99).choice(N, size=150, replace=False)
-    _, found = index.search_vectors(corpus[rows], K + 1)
-    exact = exact_topk(corpus[rows], corpus, K + 1)
-    got = [[i for i in f if i != f"doc-{r}"][:K] for f, r in zip(found, rows, strict=True)]
-    want = [[f"doc-{p}" for p in row if p != r][:K] for row, r in zip(exact, rows, strict=True)]
-    assert recall(got, want) >= 0.95 - 0.03
+    assert len(index) == N and sorted(index.ids) == sorted(f"doc-{i}" for i in range(N))
+
+
+def test_tune_with_given_queries_matches_numpy_recall(corpus: np.ndarray, queries: np.ndarray) -> None:
+    ids = [f"doc-{i}" for i in range(N)]
+    index = Index.from_vectors(corpus, ids, kind="ivf", recall_target=0.97, tune_queries=queries[:100])
+    tuning = index.tuning
+    assert tuning is not None and tuning["reached"] and tuning["recall"] >= 0.97
+    _, found = index.search_vectors(queries[:100], K)
+    assert recall(found, truth_ids(queries[:100], corpus)) == pytest.approx(tuning["recall"], abs=1e-6)
+    # One nprobe less would miss the target: the tuner picks the smallest value that reaches it.
+    if tuning["value"] > 1:
+        _, labels = index._search_labels(index._prepare(queries[:100]), K, tuning["value"] - 1)
+        lower = [[index._ids[label] for label in row if label >= 0] for row in labels]
+        assert recall(lower, truth_ids(queries[:100], corpus)) < 0.97
 
 
 def test_ivfpq_unreachable_target_warns_and_records_it(corpus: np.ndarray) -> None:

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import secrets
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ import numpy as np
 from textsiamese.errors import ConfigError, InputError, ModelError, TextSiameseError
 from textsiamese.search import storage
 from textsiamese.search.kinds import INDEX_KINDS, METRICS, choose_kind, faiss_metric, get_kind
+
+TUNE_QUERIES = 500
+"""Queries the recall tuner uses when none are given (held-out corpus rows at build time, at most 10%)."""
 
 
 class Encoder(Protocol):
@@ -178,7 +182,9 @@ class Index:
 
         Approximate kinds are tuned so that recall@``tune_k`` against exact search reaches
         ``recall_target`` (``None`` keeps the default ``nprobe`` / ``ef_search``); ``tune_queries`` are the
-        query vectors to tune on (default: a sample of the corpus, each query's own row left out).
+        query vectors to tune on. By default 500 random rows (at most 10%) are held out: the index is built without them,
+        tuned with them as queries against exact search over the rest, and then they are added (so
+        :attr:`ids` lists those rows last).
         """
         matrix = _as_matrix(vectors, None, "vectors", copy=metric == "cosine")
         count, dimension = matrix.shape
@@ -209,10 +215,47 @@ class Index:
             faiss.normalize_L2(matrix)
         if spec.needs_training:
             index._train(matrix, seed)
-        index._add_prepared(matrix, ids, texts, metadata)
-        if recall_target is not None and spec.tunable is not None:
-            labels = np.arange(count, dtype=np.int64)
-            index._tune(matrix, labels, recall_target, tune_k, tune_queries, seed=seed)
+        tune = recall_target is not None and spec.tunable is not None
+        held_out = min(TUNE_QUERIES, count // 10)
+        if not tune or tune_queries is not None or held_out < 50:
+            index._add_prepared(matrix, ids, texts, metadata)
+            if tune:
+                labels = np.arange(count, dtype=np.int64)
+                index._tune(matrix, labels, recall_target, tune_k, tune_queries, seed=seed)  # type: ignore[arg-type]
+            return index
+        # No queries given: hold a random sample of rows out of the index, tune with them as queries against
+        # exact search over the rest, then add them. A row already in the index is an easy query (HNSW links
+        # it to its own neighbours; it sits in its own IVF cell), so tuning on indexed rows overstates recall.
+        full_ids = [str(i) for i in range(count)] if ids is None else [str(i) for i in ids]
+        full_texts = [None] * count if texts is None else list(texts)
+        full_meta = _metadata_rows(metadata, count)
+        for name, column in (("ids", full_ids), ("texts", full_texts)):
+            if len(column) != count:
+                raise InputError(name, f"{len(column)} {name} for {count} vectors")
+        held = np.zeros(count, dtype=bool)
+        held[np.random.default_rng(seed).choice(count, size=held_out, replace=False)] = True
+        order = np.concatenate([np.flatnonzero(~held), np.flatnonzero(held)])
+        rest = count - held_out
+        index._add_prepared(
+            np.ascontiguousarray(matrix[order[:rest]]),
+            [full_ids[i] for i in order[:rest]],
+            [full_texts[i] for i in order[:rest]],
+            [full_meta[i] for i in order[:rest]],
+        )
+        index._tune(
+            matrix[order[:rest]],
+            np.arange(rest, dtype=np.int64),
+            recall_target,  # type: ignore[arg-type]
+            tune_k,
+            matrix[order[rest:]],
+            seed=seed,
+        )
+        index._add_prepared(
+            np.ascontiguousarray(matrix[order[rest:]]),
+            [full_ids[i] for i in order[rest:]],
+            [full_texts[i] for i in order[rest:]],
+            [full_meta[i] for i in order[rest:]],
+        )
         return index
 
     @classmethod
@@ -289,7 +332,7 @@ class Index:
 
     @property
     def ids(self) -> list[str]:
-        """Live ids in insertion order."""
+        """Live ids in insertion order (a tuned build adds its held-out tuning rows last)."""
         return [i for i in self._ids if i is not None]
 
     @property
@@ -604,15 +647,16 @@ class Index:
         vectors: Any = None,
         ids: Sequence[str] | None = None,
         queries: Any = None,
-        n_queries: int = 200,
+        n_queries: int = TUNE_QUERIES,
         seed: int = 0,
     ) -> dict[str, Any]:
         """Set ``nprobe`` / ``ef_search`` to the smallest value whose recall@k against exact search reaches
         ``recall_target``, and record the result in :attr:`tuning` (saved in the manifest).
 
         The oracle is exhaustive search (``faiss.knn``) over the corpus vectors: the stored ones, or
-        ``vectors`` with their ``ids`` (required for ivfpq). ``queries`` default to ``n_queries`` corpus rows,
-        each one's own row left out of both result lists.
+        ``vectors`` with their ``ids`` (required for ivfpq). ``queries`` default to ``n_queries`` indexed rows,
+        each one's own row left out of both result lists; rows already in the index are easier queries than
+        new ones (for HNSW especially), so pass real ``queries`` when the recall must hold for them.
         """
         spec = get_kind(self.kind)
         if spec.tunable is None:
@@ -657,11 +701,12 @@ class Index:
         k: int,
         queries: Any,
         *,
-        n_queries: int = 200,
+        n_queries: int = TUNE_QUERIES,
         seed: int = 0,
     ) -> dict[str, Any]:
         spec = get_kind(self.kind)
         assert spec.tunable is not None
+        started = time.perf_counter()
         if not 0.0 < recall_target <= 1.0:
             raise ConfigError(f"recall target must be in (0, 1], got {recall_target}")
         count = matrix.shape[0]
@@ -736,6 +781,8 @@ class Index:
             "value": int(best[0]),
             "recall": round(float(best[1]), 4),
             "reached": reached,
+            "queries_from": "given" if self_labels is None else "corpus rows",
+            "seconds": round(time.perf_counter() - started, 2),
         }
         return self.tuning
 
