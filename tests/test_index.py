@@ -343,7 +343,7 @@ def test_bad_kind_metric_and_params() -> None:
 
 def test_auto_picks_by_size_and_memory() -> None:
     assert choose_kind(10_000, 384) == "flat"
-    assert choose_kind(1_000_000, 384, memory_budget=8 << 30) == "hnsw"
+    assert choose_kind(1_000_000, 384, memory_budget=8 << 30) == "ivf"
     assert choose_kind(100_000_000, 384, memory_budget=8 << 30) == "ivfpq"
     assert Index.from_vectors(clustered(200, D), kind="auto").kind == "flat"
 
