@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         model=model,
         num_negatives=args.negatives,
         margin=args.margin,
-        batch_size=max(args.batch_size, 256),
+        encode_batch_size=args.batch_size,
         stats=stats,
     )
     written = write_mined(mined, args.output, args.negatives, with_scores=args.with_scores)

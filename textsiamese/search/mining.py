@@ -71,12 +71,14 @@ def mine_hard_negatives(
     model: Encoder | None = None,
     num_negatives: int = 5,
     margin: float = 0.05,
-    batch_size: int = 256,
+    batch_size: int = 1024,
+    encode_batch_size: int = 64,
     anchor_vectors: Any = None,
     positive_vectors: Any = None,
     stats: MiningStats | None = None,
 ) -> Iterator[MinedRow]:
-    """Yield one :class:`MinedRow` per (anchor, positive) pair, streaming ``batch_size`` pairs at a time.
+    """Yield one :class:`MinedRow` per (anchor, positive) pair, streaming ``batch_size`` pairs at a time
+    (encoded ``encode_batch_size`` texts a forward pass: large CPU batches are slower, not faster).
 
     Candidates come from ``index`` (which must hold texts). A candidate is dropped when its text is any known
     positive of the same anchor (all pairs sharing the anchor), the anchor itself, or scores within ``margin``
@@ -106,12 +108,12 @@ def mine_hard_negatives(
             a_vecs = np.asarray(anchor_vectors[start : start + batch_size], dtype=np.float32)
         else:
             assert encoder is not None
-            a_vecs = encoder.encode(batch_anchors, role="query", batch_size=batch_size)
+            a_vecs = encoder.encode(batch_anchors, role="query", batch_size=encode_batch_size)
         if positive_vectors is not None:
             p_vecs = np.asarray(positive_vectors[start : start + batch_size], dtype=np.float32)
         else:
             assert encoder is not None
-            p_vecs = encoder.encode(batch_positives, role="document", batch_size=batch_size)
+            p_vecs = encoder.encode(batch_positives, role="document", batch_size=encode_batch_size)
         a_vecs, p_vecs = index._prepare(a_vecs), index._prepare(p_vecs)
         if index.metric == "euclidean":
             positive_scores = np.linalg.norm(a_vecs - p_vecs, axis=1)
