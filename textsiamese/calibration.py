@@ -242,9 +242,7 @@ def fit_calibration(
         iso = IsotonicRegression(
             y_min=0.0, y_max=1.0, increasing=get_distance(metric).higher_is_closer, out_of_bounds="clip"
         ).fit(s, y)
-        result.update(
-            x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_]
-        )
+        result.update(x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_])
     else:
         raise ConfigError(f"cannot fit calibration method {method!r}; choose platt or isotonic")
     result["threshold"] = choose_threshold(s, y, metric, objective)

@@ -87,7 +87,9 @@ class OneShotClassifier:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def enroll(self, labels: Sequence[str], texts: Sequence[str], show_progress: bool = False) -> OneShotClassifier:
+    def enroll(
+        self, labels: Sequence[str], texts: Sequence[str], show_progress: bool = False
+    ) -> OneShotClassifier:
         """Add reference ``texts`` for ``labels`` (new classes or more examples of known ones)."""
         if len(labels) != len(texts):
             raise ConfigError(f"{len(labels)} labels for {len(texts)} texts")

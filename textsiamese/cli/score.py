@@ -55,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--chunk-size", type=int, default=4096, metavar="N", help="pairs read and scored at a time"
     )
     parser.add_argument(
-        "--progress", action="store_true", help="show a progress bar on stderr (default when it is a terminal)"
+        "--progress",
+        action="store_true",
+        help="show a progress bar on stderr (default when it is a terminal)",
     )
     add_model_options(parser)
     add_pair_input_options(parser)

@@ -49,7 +49,7 @@ def _is_similarity(metric: str) -> bool:
 
 
 def plot_scores(
-    path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float | None, metric: str
+    path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float | None, score_label: str
 ) -> Path:
     fig = _figure()
     ax = fig.subplots()
@@ -60,7 +60,7 @@ def plot_scores(
             ax.hist(chosen, bins=bins, alpha=0.55, color=colour, label=f"{name}, n={chosen.size}")
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel(f"{metric} score")
+    ax.set_xlabel(score_label)
     ax.set_ylabel("pairs")
     ax.set_title("Score distribution by label")
     ax.legend(fontsize=8)
@@ -197,16 +197,20 @@ def write_report(
     pca_groups: Sequence[Any] | None = None,
     pca_title: str = "PCA of the embeddings",
     source: str = "",
+    score_label: str | None = None,
+    higher_is_closer: bool | None = None,
 ) -> list[Path]:
     """Write the plots that the given arrays allow, and ``summary.md`` linking them; returns the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     notes: list[str] = []
+    score_label = score_label or f"{metric} score"
+    closer = _is_similarity(metric) if higher_is_closer is None else higher_is_closer
     if scores is not None and labels is not None:
-        written.append(plot_scores(out / "scores.png", scores, labels, threshold, metric))
+        written.append(plot_scores(out / "scores.png", scores, labels, threshold, score_label))
         notes.append("scores.png: score histograms of same and different pairs, with the threshold")
-        closeness = scores if _is_similarity(metric) else -scores
+        closeness = scores if closer else -scores
         if len(set(labels.tolist())) == 2:
             written += plot_roc_pr(out, closeness, labels, predicted)
             notes.append("roc.png, precision_recall.png: threshold-free curves, dot = the chosen threshold")

@@ -69,10 +69,15 @@ def evaluate_triplets(
     >>> evaluate_triplets(model, read_triplets("nli.jsonl", format="snli"))   # doctest: +SKIP
     """
     d_p, d_n = triplet_distances(model, triplets, metric, batch_size, show_progress)
+    return triplet_result(d_p, d_n, get_distance(metric or model.similarity_metric).name)
+
+
+def triplet_result(d_positive: np.ndarray, d_negative: np.ndarray, metric: str) -> Result:
+    """The result dict from per-row distances."""
     return {
         "task": "triplet",
-        "metric": get_distance(metric or model.similarity_metric).name,
-        "accuracy": triplet_accuracy(d_p, d_n),
-        "mean_margin": float((d_n - d_p).mean()),
-        "n": len(triplets),
+        "metric": metric,
+        "accuracy": triplet_accuracy(d_positive, d_negative),
+        "mean_margin": float((np.asarray(d_negative) - np.asarray(d_positive)).mean()),
+        "n": len(d_positive),
     }
