@@ -52,7 +52,9 @@ class VectorModel:
     def encode_pairs(self, a: Sequence[str], b: Sequence[str], **_: Any) -> tuple[np.ndarray, np.ndarray]:
         return self.encode(a, role="query"), self.encode(b, role="document")
 
-    def similarity(self, a: Sequence[str], b: Sequence[str], metric: str | None = None, **_: Any) -> np.ndarray:
+    def similarity(
+        self, a: Sequence[str], b: Sequence[str], metric: str | None = None, **_: Any
+    ) -> np.ndarray:
         x, y = self.encode_pairs(a, b)
         distance = get_distance(metric or self.similarity_metric)
         return distance.pairwise(torch.from_numpy(x), torch.from_numpy(y)).numpy()

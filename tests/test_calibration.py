@@ -51,9 +51,9 @@ def test_isotonic_thresholds_reproduce_sklearn_predictions(metric: str) -> None:
     if metric == "euclidean":
         s = 1.5 - s  # a distance: smaller is closer
     cal = fit_calibration(s, y, "isotonic", metric=metric)
-    reference = IsotonicRegression(
-        y_min=0, y_max=1, increasing=metric == "cosine", out_of_bounds="clip"
-    ).fit(s, y)
+    reference = IsotonicRegression(y_min=0, y_max=1, increasing=metric == "cosine", out_of_bounds="clip").fit(
+        s, y
+    )
     grid = np.linspace(s.min() - 0.2, s.max() + 0.2, 97)
     np.testing.assert_allclose(probabilities(cal, grid), reference.predict(grid), atol=1e-12)
     assert all(isinstance(v, float) for v in cal["x"] + cal["y"])  # JSON-able lists

@@ -191,7 +191,8 @@ def test_evaluate_retrieval_matches_brute_force_on_a_tiny_model(minilm_tokenizer
     from conftest import make_tiny_transformer
 
     model = textsiamese.SiameseModel(
-        query=make_tiny_transformer(minilm_tokenizer, seed=1), document=make_tiny_transformer(minilm_tokenizer, seed=2)
+        query=make_tiny_transformer(minilm_tokenizer, seed=1),
+        document=make_tiny_transformer(minilm_tokenizer, seed=2),
     )
     queries = ["a dog runs", "the cat eats", "a man plays guitar"]
     docs = ["a dog is running", "the cat is eating food", "music on a guitar", "the park", "a ball"]
@@ -239,7 +240,15 @@ def test_report_writes_pngs_and_a_summary(tmp_path: Path) -> None:
     )
     names = sorted(p.name for p in written)
     assert names == sorted(
-        ["scores.png", "roc.png", "precision_recall.png", "reliability.png", "confusion.png", "pca.png", "summary.md"]
+        [
+            "scores.png",
+            "roc.png",
+            "precision_recall.png",
+            "reliability.png",
+            "confusion.png",
+            "pca.png",
+            "summary.md",
+        ]
     )
     for path in written:
         if path.suffix == ".png":

@@ -77,7 +77,9 @@ def test_save_load_round_trip_and_refuses_another_model(minilm_tokenizer, tmp_pa
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_cli_enroll_add_and_classify(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_enroll_add_and_classify(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     refs = tmp_path / "refs.csv"
     refs.write_text("label,text\npets,a dog runs\npets,a cat eats\nmusic,a man plays guitar\n")
     more = tmp_path / "more.csv"

@@ -16,6 +16,7 @@ Matplotlib is used through its object API with the Agg canvas: no window, no glo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,15 @@ def _figure(width: float = 5.5, height: float = 4.2) -> Any:
 def _save(fig: Any, path: Path) -> Path:
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png")
+    _readable(path)
     return path
+
+
+def _readable(path: Path) -> None:
+    """Give a written file the usual permissions (the temporary file it came from was private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def _is_similarity(metric: str) -> bool:
@@ -131,12 +140,14 @@ def plot_reliability(path: Path, curves: Mapping[str, np.ndarray], labels: np.nd
     for name, probs in curves.items():
         curve = reliability_curve(probs, labels)
         ece = expected_calibration_error(probs, labels)
-        ax.plot(curve["predicted"], curve["observed"], marker="o", label=f"{name} (ECE {ece:.3f})")
+        (line,) = ax.plot(curve["predicted"], curve["observed"], label=f"{name} (ECE {ece:.3f})")
+        sizes = 12 + 200 * curve["count"] / max(len(labels), 1)
+        ax.scatter(curve["predicted"], curve["observed"], s=sizes, color=line.get_color(), zorder=3)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted probability of same (bin mean)")
     ax.set_ylabel("observed fraction same")
-    ax.set_title("Reliability (10 equal-width bins)")
+    ax.set_title("Reliability (10 equal-width bins; marker area ∝ pairs in the bin)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
@@ -171,9 +182,17 @@ def plot_pca(path: Path, vectors: np.ndarray, groups: Sequence[Any], title: str,
     points = PCA(n_components=2, random_state=seed).fit_transform(vectors)
     fig = _figure(5.5, 5.0)
     ax = fig.subplots()
+    colours = {"different": "tab:red", "same": "tab:blue"}
     for group in sorted(set(groups_array.tolist())):
         mask = groups_array == group
-        ax.scatter(points[mask, 0], points[mask, 1], s=7, alpha=0.55, label=f"{group} (n={mask.sum()})")
+        ax.scatter(
+            points[mask, 0],
+            points[mask, 1],
+            s=7,
+            alpha=0.55,
+            color=colours.get(group),
+            label=f"{group} (n={mask.sum()})",
+        )
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title)
@@ -246,5 +265,6 @@ def write_report(
         lines.append(f"![{path.stem}]({path.name})")
     with atomic_open(out / "summary.md") as handle:
         handle.write("\n".join(lines) + "\n")
+    _readable(out / "summary.md")
     written.append(out / "summary.md")
     return written
