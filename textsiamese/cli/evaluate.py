@@ -127,7 +127,8 @@ def _run_sts(args: argparse.Namespace) -> dict[str, Any]:
         a, b = model.encode_pairs(pairs.sentence1, pairs.sentence2, batch_size=args.batch_size)
         scores = get_distance(metrics[0]).pairwise(torch.from_numpy(a), torch.from_numpy(b)).numpy()
         gold = np.asarray(pairs.scores)
-        bands = np.floor(gold - gold.min()).astype(int) + int(np.floor(gold.min()))
+        top = max(int(np.ceil(gold.max())) - 1, int(np.floor(gold.min())))
+        bands = np.minimum(np.floor(gold).astype(int), top)  # the maximum joins the band below it
         _report(
             args,
             result,
