@@ -102,10 +102,12 @@ def _report(args: argparse.Namespace, result: dict[str, Any], **arrays: Any) -> 
     print(f"textsiamese eval: wrote {len(written)} files to {args.report}", file=sys.stderr)
 
 
-def _pair_pca(a: np.ndarray, b: np.ndarray, labels: Any) -> dict[str, Any]:
+def _pair_pca(
+    a: np.ndarray, b: np.ndarray, labels: Any, names: tuple[str, str] = ("different", "same")
+) -> dict[str, Any]:
     return {
         "pca_vectors": np.abs(a - b),
-        "pca_groups": ["same" if y == 1 else "different" for y in labels],
+        "pca_groups": [names[1] if y == 1 else names[0] for y in labels],
         "pca_title": "PCA of |u − v| per pair, by label",
     }
 
@@ -204,7 +206,16 @@ def _run_retrieval(args: argparse.Namespace) -> dict[str, Any]:
         name = result["metric"]
         scores = get_distance(name).pairwise(torch.from_numpy(a), torch.from_numpy(b)).numpy()
         labels = np.asarray(pairs.labels)
-        _report(args, result, metric=name, scores=scores, labels=labels, **_pair_pca(a, b, labels))
+        names = ("not relevant", "relevant")
+        _report(
+            args,
+            result,
+            metric=name,
+            scores=scores,
+            labels=labels,
+            label_names=names,
+            **_pair_pca(a, b, labels, names),
+        )
     return result
 
 
@@ -234,6 +245,7 @@ def _run_triplet(args: argparse.Namespace) -> dict[str, Any]:
             scores=closeness,
             labels=labels,
             higher_is_closer=True,
+            label_names=("negative", "positive"),
             score_label=f"closeness to the anchor ({name}; distances negated): 1 = positive, 0 = negative",
         )
     return result

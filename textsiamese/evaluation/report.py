@@ -27,6 +27,8 @@ from textsiamese.data import atomic_open
 from textsiamese.errors import ConfigError
 
 MAX_PCA_POINTS = 3000
+LABEL_NAMES = ("different", "same")
+NAME_SETS = (LABEL_NAMES, ("not relevant", "relevant"), ("negative", "positive"))
 
 
 def _figure(width: float = 5.5, height: float = 4.2) -> Any:
@@ -58,19 +60,28 @@ def _is_similarity(metric: str) -> bool:
 
 
 def plot_scores(
-    path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float | None, score_label: str
+    path: Path,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    threshold: float | None,
+    score_label: str,
+    label_names: tuple[str, str] = LABEL_NAMES,
 ) -> Path:
     fig = _figure()
     ax = fig.subplots()
     bins = np.histogram_bin_edges(scores, bins=40)
-    for value, name, colour in ((0, "different (0)", "tab:red"), (1, "same (1)", "tab:blue")):
+    counts = [int((labels == 0).sum()), int((labels == 1).sum())]
+    # Very unequal classes (retrieval: one relevant document among many): compare shapes, not counts.
+    density = min(counts) > 0 and max(counts) > 5 * min(counts)
+    for value, colour in ((0, "tab:red"), (1, "tab:blue")):
         chosen = scores[labels == value]
         if chosen.size:
-            ax.hist(chosen, bins=bins, alpha=0.55, color=colour, label=f"{name}, n={chosen.size}")
+            name = f"{label_names[value]} ({value}), n={chosen.size}"
+            ax.hist(chosen, bins=bins, alpha=0.55, color=colour, density=density, label=name)
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     ax.set_xlabel(score_label)
-    ax.set_ylabel("pairs")
+    ax.set_ylabel("density (area 1 per label)" if density else "pairs")
     ax.set_title("Score distribution by label")
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -152,7 +163,13 @@ def plot_reliability(path: Path, curves: Mapping[str, np.ndarray], labels: np.nd
     return _save(fig, path)
 
 
-def plot_confusion(path: Path, predicted: np.ndarray, labels: np.ndarray, threshold: float) -> Path:
+def plot_confusion(
+    path: Path,
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    label_names: tuple[str, str] = LABEL_NAMES,
+) -> Path:
     y = labels.astype(bool)
     matrix = np.array(
         [[(~predicted & ~y).sum(), (predicted & ~y).sum()], [(~predicted & y).sum(), (predicted & y).sum()]]
@@ -164,8 +181,8 @@ def plot_confusion(path: Path, predicted: np.ndarray, labels: np.ndarray, thresh
         for j in range(2):
             colour = "white" if matrix[i, j] > matrix.max() / 2 else "black"
             ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center", color=colour, fontsize=13)
-    ax.set_xticks([0, 1], ["different", "same"])
-    ax.set_yticks([0, 1], ["different", "same"])
+    ax.set_xticks([0, 1], list(label_names))
+    ax.set_yticks([0, 1], list(label_names))
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
     ax.set_title(f"Confusion matrix at threshold {threshold:.3f}")
@@ -182,7 +199,11 @@ def plot_pca(path: Path, vectors: np.ndarray, groups: Sequence[Any], title: str,
     points = PCA(n_components=2, random_state=seed).fit_transform(vectors)
     fig = _figure(5.5, 5.0)
     ax = fig.subplots()
-    colours = {"different": "tab:red", "same": "tab:blue"}
+    colours = {
+        name: colour
+        for names in NAME_SETS
+        for name, colour in zip(names, ("tab:red", "tab:blue"), strict=True)
+    }
     for group in sorted(set(groups_array.tolist())):
         mask = groups_array == group
         ax.scatter(
@@ -218,6 +239,7 @@ def write_report(
     source: str = "",
     score_label: str | None = None,
     higher_is_closer: bool | None = None,
+    label_names: tuple[str, str] = LABEL_NAMES,
 ) -> list[Path]:
     """Write the plots that the given arrays allow, and ``summary.md`` linking them; returns the paths."""
     out = Path(directory)
@@ -227,8 +249,8 @@ def write_report(
     score_label = score_label or f"{metric} score"
     closer = _is_similarity(metric) if higher_is_closer is None else higher_is_closer
     if scores is not None and labels is not None:
-        written.append(plot_scores(out / "scores.png", scores, labels, threshold, score_label))
-        notes.append("scores.png: score histograms of same and different pairs, with the threshold")
+        written.append(plot_scores(out / "scores.png", scores, labels, threshold, score_label, label_names))
+        notes.append(f"scores.png: score histograms by label ({' / '.join(label_names)}), with any threshold")
         closeness = scores if closer else -scores
         if len(set(labels.tolist())) == 2:
             written += plot_roc_pr(out, closeness, labels, predicted)
@@ -242,7 +264,7 @@ def write_report(
             written.append(plot_reliability(out / "reliability.png", curves, labels))
             notes.append("reliability.png: observed frequency against predicted probability per bin")
         if predicted is not None and threshold is not None:
-            written.append(plot_confusion(out / "confusion.png", predicted, labels, threshold))
+            written.append(plot_confusion(out / "confusion.png", predicted, labels, threshold, label_names))
             notes.append("confusion.png: decisions at the threshold against gold labels")
     elif scores is not None and gold_scores is not None:
         written.append(plot_sts(out / "scores.png", scores, gold_scores, metric))
