@@ -147,3 +147,18 @@ def test_calibration_is_saved_with_the_model_and_applied(tiny_model_dir: Path, t
     np.testing.assert_allclose(out["probability"], probabilities(cal, out["score"]))
     assert out["same"].dtype == bool and list(out["same"]) == list(out["score"] >= cal["threshold"])
     assert again.fingerprint() == textsiamese.load(tiny_model_dir).fingerprint()  # weights unchanged
+
+
+@pytest.mark.slow
+def test_mrpc_calibrated_default_model_beats_raw_cosine_ece(default_model, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """Integration (slow): calibrate the real model on an MRPC dev part, apply on a disjoint part."""
+    from textsiamese.data import read_pairs
+    from textsiamese.evaluation import evaluate_classification
+
+    pairs = read_pairs(shared_data / "mrpc" / "msr_paraphrase_train.txt", "mrpc")
+    order = np.random.default_rng(0).permutation(len(pairs))
+    dev, test = pairs.subset(order[:400].tolist()), pairs.subset(order[400:800].tolist())
+    result = evaluate_classification(default_model, test, dev=dev)
+    assert result["threshold_from"] == "dev" and result["calibration_from"] == "dev (platt)"
+    assert result["ece"] < result["ece_raw"]
+    assert result["accuracy"] > 0.65 and result["roc_auc"] > 0.65

@@ -107,3 +107,20 @@ def test_cli_enroll_add_and_classify(
     bad.write_text("text\nno label here\n")
     assert main(["enroll", "--references", str(bad), "--output", str(out), *model]) == 2
     assert "header lacks column 'label'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_agnews_few_shot_beats_chance_on_the_default_model(default_model, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """Integration (slow): 5 references per class, 200 other AG News texts, nearest centroid."""
+    import csv
+
+    with open(shared_data / "agnews" / "agnews-title-description-train.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:400]
+    labels = [r["label"] for r in rows]
+    texts = [f"{r['title']} {r['description']}" for r in rows]
+    references = [i for c in sorted(set(labels)) for i in [j for j, y in enumerate(labels) if y == c][:5]]
+    rest = [i for i in range(len(rows)) if i not in set(references)][:200]
+    matcher = OneShotClassifier(default_model, strategy="centroid")
+    matcher.enroll([labels[i] for i in references], [texts[i] for i in references])
+    predicted = matcher.classify([texts[i] for i in rest]).labels
+    assert accuracy(predicted, [labels[i] for i in rest]) > 0.5  # chance is 0.25

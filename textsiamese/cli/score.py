@@ -177,7 +177,7 @@ def _progress(show: bool) -> Any:
         return _NoProgress()
     from tqdm.auto import tqdm
 
-    return tqdm(desc="score", unit="pair", file=sys.stderr)
+    return tqdm(desc="score", unit=" pairs", file=sys.stderr)
 
 
 class _NoProgress:
