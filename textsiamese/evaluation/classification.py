@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
 
 from textsiamese.calibration import (
@@ -172,8 +173,6 @@ def classify_pairs(
     a, b = model.encode_pairs(
         pairs.sentence1, pairs.sentence2, batch_size=batch_size, show_progress=show_progress
     )
-    import torch
-
     scores = get_distance(metric).pairwise(torch.from_numpy(a), torch.from_numpy(b)).double().numpy()
     labels = np.asarray(pairs.labels, dtype=np.int64)
     result: Result = {"task": "classification", "metric": metric}
