@@ -162,3 +162,22 @@ def test_mrpc_calibrated_default_model_beats_raw_cosine_ece(default_model, share
     assert result["threshold_from"] == "dev" and result["calibration_from"] == "dev (platt)"
     assert result["ece"] < result["ece_raw"]
     assert result["accuracy"] > 0.65 and result["roc_auc"] > 0.65
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
+def test_logistic_form_agrees_with_the_logistic_loss_head(metric: str) -> None:
+    """The stored {"method": "logistic", "w", "b"} gives the probability the trained loss head gives."""
+    import torch
+
+    from textsiamese.distances import get_distance
+    from textsiamese.losses.pairs import LogisticLoss
+
+    loss = LogisticLoss(distance=metric, w=3.0, b=0.5)
+    torch.manual_seed(0)
+    a, b = torch.randn(8, 4), torch.randn(8, 4)
+    head = loss.probability(loss.dissimilarity(a, b)).detach().numpy()
+    w, bias = loss.calibration
+    raw = get_distance(metric).pairwise(a, b).numpy()  # what `textsiamese score` writes
+    stored = {"method": "logistic", "metric": metric, "w": w, "b": bias}
+    np.testing.assert_allclose(probabilities(stored, raw), head, atol=1e-6)
+    np.testing.assert_array_equal(decisions(stored, raw), head >= 0.5)
