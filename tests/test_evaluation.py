@@ -255,3 +255,24 @@ def test_report_writes_pngs_and_a_summary(tmp_path: Path) -> None:
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "| accuracy | 0.8000 |" in summary and "![roc](roc.png)" in summary
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_retrieval_metrics_match_sklearn_and_brute_force_on_random_rankings(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    similarities = rng.normal(size=(12, 30))  # continuous: no ties
+    relevant = [set(rng.choice(30, size=rng.integers(1, 5), replace=False).tolist()) for _ in range(12)]
+    truth = np.zeros_like(similarities)
+    for i, docs in enumerate(relevant):
+        truth[i, list(docs)] = 1
+    got = retrieval_metrics(similarities, relevant)
+    assert got["ndcg@10"] == pytest.approx(ndcg_score(truth, similarities, k=10))
+    assert got["map"] == pytest.approx(
+        np.mean([average_precision_score(truth[i], similarities[i]) for i in range(12)])
+    )
+    order = np.argsort(-similarities, axis=1)
+    for k in (1, 5, 10):
+        recall = [truth[i, order[i, :k]].sum() / truth[i].sum() for i in range(12)]
+        assert got[f"recall@{k}"] == pytest.approx(np.mean(recall))
+    first = [int(np.flatnonzero(truth[i, order[i]])[0]) + 1 for i in range(12)]
+    assert got["mrr@10"] == pytest.approx(np.mean([1 / r if r <= 10 else 0.0 for r in first]))
