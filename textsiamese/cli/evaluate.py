@@ -237,6 +237,7 @@ def _run_triplet(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = triplet_result(d_p, d_n, name)
     if args.report:
         closeness = -np.concatenate([d_p, d_n])
+        closer = get_distance(name).higher_is_closer
         labels = np.concatenate([np.ones(len(d_p), dtype=int), np.zeros(len(d_n), dtype=int)])
         _report(
             args,
@@ -246,6 +247,6 @@ def _run_triplet(args: argparse.Namespace) -> dict[str, Any]:
             labels=labels,
             higher_is_closer=True,
             label_names=("negative", "positive"),
-            score_label=f"closeness to the anchor ({name}; distances negated): 1 = positive, 0 = negative",
+            score_label=f"{name} to the anchor" if closer else f"−{name} distance to the anchor",
         )
     return result
