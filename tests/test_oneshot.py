@@ -103,6 +103,20 @@ def test_cli_enroll_add_and_classify(
     summary = json.loads(capsys.readouterr().out)
     assert summary["classes"] == 3 and summary["n"] == 3
     assert summary["accuracy"] == pytest.approx(accuracy(expected, ["pets", "music", "food"]))
+    dev = tmp_path / "dev.csv"
+    dev.write_text("label,text\npets,the dog is running\nweather,rain falls on the park\n")
+    with_dev = tmp_path / "with_dev"
+    assert (
+        main(["enroll", "--references", str(refs), "--output", str(with_dev), "--dev", str(dev), *model]) == 0
+    )
+    stored = OneShotClassifier.load(with_dev, textsiamese.load(tiny_model_dir))
+    fresh = OneShotClassifier(textsiamese.load(tiny_model_dir)).enroll(
+        ["pets", "pets", "music"], ["a dog runs", "a cat eats", "a man plays guitar"]
+    )
+    expected_threshold = fresh.choose_threshold(
+        ["the dog is running", "rain falls on the park"], ["pets", "weather"]
+    )
+    assert stored.threshold == pytest.approx(expected_threshold)
     bad = tmp_path / "bad.csv"
     bad.write_text("text\nno label here\n")
     assert main(["enroll", "--references", str(bad), "--output", str(out), *model]) == 2
