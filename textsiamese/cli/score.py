@@ -3,7 +3,9 @@
 A calibrated model (``textsiamese calibrate``, or one trained with the logistic loss) also writes
 ``probability`` (that the pair is "same") and ``same`` (1 or 0, the decision at its threshold). Generic
 CSV / TSV / JSONL input, from a file or stdin, is read, scored and written in chunks of ``--chunk-size``
-pairs, so a million pairs run in bounded memory.
+pairs, so a million pairs run in bounded memory. An ``--output`` file appears only when every row scored;
+on stdout, the rows of earlier chunks are already written when a row of a later chunk is refused (the
+error still names its line and the exit status is 2).
 """
 
 from __future__ import annotations
