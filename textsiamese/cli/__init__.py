@@ -19,6 +19,8 @@ from textsiamese.errors import TextSiameseError
 COMMAND_MODULES = [
     "textsiamese.cli.score",
     "textsiamese.cli.evaluate",
+    "textsiamese.cli.calibrate",
+    "textsiamese.cli.enroll",
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
     "textsiamese.cli.index",
