@@ -1,6 +1,7 @@
 """Benchmark of textsiamese.search.Index against exact search: build time, memory, QPS and recall@10.
 
-Run from the project root (takes ~10-15 minutes for a million vectors on 2 CPU cores):
+Run from the project root (a million vectors took 41 minutes on the shared 2-core machine at load 7-10,
+HNSW's build most of it; expect about a third of that on idle cores):
 
     python benchmarks/bench_index.py                       # 1,000,000 x 384 synthetic + AG News
     python benchmarks/bench_index.py --count 100000 --no-real   # a quick run
