@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "textsiamese.cli.evaluate",
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
+    "textsiamese.cli.encode",
 ]
 
 
