@@ -218,7 +218,14 @@ def main() -> None:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(output.read_text()) if output.is_file() else {}
-    previous.update(result)  # a --scale-only run keeps the throughput figures of an earlier run
+    if args.skip_throughput:
+        # A quality / scale run keeps the throughput figures (and their machine record) of an earlier run.
+        sections = [key for key in ("quality", "scale") if key in result]
+        result = {
+            **{key: result[key] for key in sections},
+            f"machine_{'_'.join(sections)}": result["machine"],
+        }
+    previous.update(result)
     output.write_text(json.dumps(previous, indent=2) + "\n")
     print(f"wrote {output}")
 

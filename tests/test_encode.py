@@ -213,3 +213,17 @@ def test_int8_and_bf16_stay_close_to_fp32_on_the_real_model(default_model: Siame
     bf16 = default_model.encode(texts, precision="bf16")
     assert (int8 * fp32).sum(1).min() > 0.99
     assert (bf16 * fp32).sum(1).min() > 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_encode_matches_cpu_in_input_order(tiny_transformer, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(model_module, "ENCODE_CHUNK", 4)  # several chunks: staged copies back per chunk
+    model = SiameseModel(tiny_transformer, normalize=True)
+    cpu = model.encode(TEXTS, batch_size=3, device="cpu")
+    for precision in ("auto", "fp32", "bf16"):
+        cuda = model.encode(TEXTS, batch_size=3, device="cuda", precision=precision)
+        assert (cuda * cpu).sum(1).min() > 0.999
+    with pytest.raises(ConfigError, match="CPU only"):
+        model.encode(TEXTS, device="cuda", precision="int8")
+    model.to("cpu")
