@@ -212,7 +212,7 @@ def main() -> None:
         result["quality"] = quality
 
     if args.scale:
-        result["scale"] = scale(args, [int(s) for s in args.scale.split(",")], device)
+        result[f"scale_{args.scale_model}"] = scale(args, [int(s) for s in args.scale.split(",")], device)
 
     result["machine"]["load_average_end"] = os.getloadavg()
     output = Path(args.output)
@@ -220,7 +220,7 @@ def main() -> None:
     previous = json.loads(output.read_text()) if output.is_file() else {}
     if args.skip_throughput:
         # A quality / scale run keeps the throughput figures (and their machine record) of an earlier run.
-        sections = [key for key in ("quality", "scale") if key in result]
+        sections = [key for key in ("quality", "scale_tiny", "scale_default") if key in result]
         result = {
             **{key: result[key] for key in sections},
             f"machine_{'_'.join(sections)}": result["machine"],
