@@ -20,10 +20,21 @@ from textsiamese.errors import ConfigError
 
 
 class Distance:
-    """A measure between embeddings. Subclasses define ``pairwise`` and ``matrix``."""
+    """A measure between embeddings. Subclasses define ``pairwise`` and ``matrix``.
+
+    Three views of the same values serve the losses:
+
+    * ``as_distance``: negated similarities; order-preserving, smaller is closer, may be negative.
+    * ``as_similarity``: negated distances; larger is closer.
+    * ``dissimilarity``: a value that is 0 for identical embeddings and grows as they move apart, so that
+      margin losses (contrastive, energy) mean the same thing for every measure that has one: distances as
+      they are, cosine as ``1 − cos`` (the cosine distance, in [0, 2]). ``dot`` has no such form (u·u is not
+      a constant), so ``has_dissimilarity`` is False for it and those losses refuse it.
+    """
 
     name: ClassVar[str]
     higher_is_closer: ClassVar[bool]
+    has_dissimilarity: ClassVar[bool] = True
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -34,6 +45,14 @@ class Distance:
     def as_distance(self, values: torch.Tensor) -> torch.Tensor:
         """Values turned so that smaller means closer (similarities are negated)."""
         return -values if self.higher_is_closer else values
+
+    def as_similarity(self, values: torch.Tensor) -> torch.Tensor:
+        """Values turned so that larger means closer (distances are negated)."""
+        return values if self.higher_is_closer else -values
+
+    def dissimilarity(self, values: torch.Tensor) -> torch.Tensor:
+        """Values as a non-negative dissimilarity, 0 for identical embeddings (see the class docstring)."""
+        return values
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -51,18 +70,29 @@ class CosineSimilarity(Distance):
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return F.normalize(a, dim=-1, eps=1e-8) @ F.normalize(b, dim=-1, eps=1e-8).T
 
+    def dissimilarity(self, values: torch.Tensor) -> torch.Tensor:
+        """The cosine distance 1 − cos, in [0, 2]."""
+        return 1.0 - values
+
 
 class DotProduct(Distance):
     """u·v; larger is closer. Equal to cosine on L2-normalised embeddings."""
 
     name = "dot"
     higher_is_closer = True
+    has_dissimilarity = False
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).sum(dim=-1)
 
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a @ b.T
+
+    def dissimilarity(self, values: torch.Tensor) -> torch.Tensor:
+        raise ConfigError(
+            "the dot product has no non-negative dissimilarity form (u·u is not constant); "
+            "use 'cosine', or a distance such as 'euclidean'"
+        )
 
 
 class SquaredEuclidean(Distance):
@@ -75,7 +105,12 @@ class SquaredEuclidean(Distance):
         return (a - b).pow(2).sum(dim=-1)
 
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        # Expanded form ‖a‖² − 2a·b + ‖b‖², clamped: rounding can make it slightly negative.
+        # Expanded form ‖a‖² − 2a·b + ‖b‖² (one matmul, no (N, M, D) tensor), clamped: rounding can make it
+        # slightly negative. Distances do not change under translation, so both sides are first centred on
+        # their common mean (a constant for autograd): the expanded form cancels catastrophically when the
+        # embeddings sit far from the origin compared with their spread.
+        centre = torch.cat([a, b]).mean(0, keepdim=True).detach()
+        a, b = a - centre, b - centre
         sq = a.pow(2).sum(-1, keepdim=True) - 2 * a @ b.T + b.pow(2).sum(-1).unsqueeze(0)
         return sq.clamp_min(0.0)
 

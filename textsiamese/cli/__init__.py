@@ -19,9 +19,15 @@ from textsiamese.errors import TextSiameseError
 COMMAND_MODULES = [
     "textsiamese.cli.score",
     "textsiamese.cli.evaluate",
+    "textsiamese.cli.calibrate",
+    "textsiamese.cli.enroll",
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
     "textsiamese.cli.encode",
+    "textsiamese.cli.index",
+    "textsiamese.cli.search",
+    "textsiamese.cli.mine",
+    "textsiamese.cli.paraphrases",
 ]
 
 

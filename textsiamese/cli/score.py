@@ -1,12 +1,32 @@
-"""``textsiamese score``: a similarity per sentence pair, written with the input's own columns kept."""
+"""``textsiamese score``: a similarity per sentence pair, written with the input's own columns kept.
+
+A calibrated model (``textsiamese calibrate``, or one trained with the logistic loss) also writes
+``probability`` (that the pair is "same") and ``same`` (1 or 0, the decision at its threshold). Generic
+CSV / TSV / JSONL input, from a file or stdin, is read, scored and written in chunks of ``--chunk-size``
+pairs, so a million pairs run in bounded memory. An ``--output`` file appears only when every row scored;
+on stdout, the rows of earlier chunks are already written when a row of a later chunk is refused (the
+error still names its line and the exit status is 2).
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
+from typing import IO, Any
 
-from textsiamese.cli.common import add_model_options, add_pair_input_options, load_model, read_pair_input
-from textsiamese.data import guess_format, write_rows
+from textsiamese.cli.common import (
+    add_model_options,
+    add_pair_input_options,
+    load_model,
+    parse_columns,
+    read_pair_input,
+)
+from textsiamese.data import PairData, atomic_open, guess_format
+from textsiamese.data.stream import iter_pair_chunks
 from textsiamese.data.tables import TABLE_FORMATS
 
 
@@ -15,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "score",
         help="score sentence pairs",
         description="Score each (sentence1, sentence2) pair of a CSV/TSV/JSONL file (or stdin) with the model's "
-        "similarity and write the rows back with a score column. The output is written under a temporary "
-        "name and renamed, so a failed run leaves no partial file.",
+        "similarity and write the rows back with a score column (and probability and same, when the model "
+        "is calibrated). Input is processed in chunks, so memory stays bounded. An output file is written "
+        "under a temporary name and renamed, so a failed run leaves no partial file.",
     )
     parser.add_argument("--pairs", default="-", metavar="FILE", help="pair file (default: stdin)")
     parser.add_argument("--output", default=None, metavar="FILE", help="output file (default: stdout)")
@@ -27,40 +48,146 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="csv, tsv or jsonl (default: from --output)",
     )
     parser.add_argument(
-        "--metric", default=None, help="cosine (default), dot, euclidean, squared_euclidean, manhattan"
+        "--metric",
+        default=None,
+        help="cosine (default), dot, euclidean, squared_euclidean, manhattan; a calibrated model's "
+        "probability needs its own metric",
     )
-    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    parser.add_argument(
+        "--chunk-size", type=int, default=4096, metavar="N", help="pairs read and scored at a time"
+    )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar on stderr (default when it is a terminal)",
+    )
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
 
 
+def _chunks(args: argparse.Namespace) -> Iterator[PairData]:
+    if args.format in TABLE_FORMATS or args.format == "auto":
+        fmt = None if args.format == "auto" else args.format
+        return iter_pair_chunks(
+            args.pairs,
+            fmt,
+            columns=parse_columns(args.columns),
+            label_convention=args.label_convention,
+            chunk_rows=max(1, args.chunk_size),
+            errors=args.errors,
+        )
+    return iter([read_pair_input(args, args.pairs)])  # named dataset files are small: read whole
+
+
+class _RowWriter:
+    """Writes a header once, then rows, as csv / tsv / jsonl."""
+
+    def __init__(self, handle: IO[str], fmt: str, columns: list[str]) -> None:
+        self.handle, self.fmt, self.columns = handle, fmt, columns
+        self.writer: Any = None
+        if fmt != "jsonl":
+            self.writer = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+            self.writer.writerow(columns)
+
+    def write(self, rows: list[list[Any]]) -> None:
+        if self.writer is not None:
+            self.writer.writerows(rows)
+        else:
+            for row in rows:
+                record = dict(zip(self.columns, row, strict=True))
+                self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+
+def _output_names(columns: list[str], calibrated: bool) -> list[str]:
+    wanted = ["score", "probability", "same"] if calibrated else ["score"]
+    names = []
+    for name in wanted:
+        out = name if name not in columns else f"predicted_{name}"
+        if out != name:
+            print(
+                f"textsiamese score: input has a {name!r} column; the model's is written as {out!r}",
+                file=sys.stderr,
+            )
+        names.append(out)
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
+    from textsiamese.calibration import decisions, metric_of, probabilities
+
     if args.pairs == "-" and args.format == "auto":
         args.format = "csv"
-    pairs = read_pair_input(args, args.pairs)
+    chunks = _chunks(args)
+    first = next(chunks)  # input errors in the first chunk surface before the model loads
     model = load_model(args)
-    similarity = model.similarity(
-        pairs.sentence1,
-        pairs.sentence2,
-        metric=args.metric,
-        batch_size=args.batch_size,
-        show_progress=args.progress,
-    )
-    columns, rows = pairs.as_table()
-    score_column = "score" if "score" not in columns else "predicted_score"
-    if score_column != "score":
+    calibration = model.calibration
+    metric = args.metric or (metric_of(calibration) if calibration else model.similarity_metric)
+    calibrated = bool(calibration) and metric_of(calibration) == metric
+    if calibration and not calibrated:
         print(
-            "textsiamese score: input has a 'score' column; the model's is written as 'predicted_score'",
+            f"textsiamese score: the model is calibrated for {metric_of(calibration)}, not {metric}; "
+            "writing scores only",
             file=sys.stderr,
         )
-    for row, value in zip(rows, similarity, strict=True):
-        row.append(round(float(value), 6))
     fmt = args.output_format
     if fmt is None:
         fmt = guess_format(args.output, default="csv") if args.output else _input_table_format(args)
-    write_rows(args.output, [*columns, score_column], rows, fmt)
+    to_stdout = args.output is None or args.output == "-"
+    show = args.progress or sys.stderr.isatty()
+    progress = _progress(show)
+    header: list[str] | None = None
+    writer: _RowWriter | None = None
+    target = nullcontext(sys.stdout) if to_stdout else atomic_open(args.output)
+    try:
+        with target as handle:
+            for pairs in _prepend(first, chunks):
+                scores = model.similarity(
+                    pairs.sentence1, pairs.sentence2, metric=metric, batch_size=args.batch_size
+                )
+                columns, rows = pairs.as_table()
+                if header is None:
+                    header = columns
+                    writer = _RowWriter(handle, fmt, [*columns, *_output_names(columns, calibrated)])
+                elif columns != header:  # JSONL records may add keys: keep the first chunk's columns
+                    rows = [[dict(zip(columns, r, strict=True)).get(c, "") for c in header] for r in rows]
+                if calibrated:
+                    assert calibration is not None
+                    probs = probabilities(calibration, scores)
+                    same = decisions(calibration, scores)
+                    for row, s, p, d in zip(rows, scores, probs, same, strict=True):
+                        row += [round(float(s), 6), round(float(p), 6), int(d)]
+                else:
+                    for row, s in zip(rows, scores, strict=True):
+                        row.append(round(float(s), 6))
+                assert writer is not None
+                writer.write(rows)
+                progress.update(len(pairs))
+    finally:
+        progress.close()
     return 0
+
+
+def _prepend(first: PairData, rest: Iterator[PairData]) -> Iterator[PairData]:
+    yield first
+    yield from rest
+
+
+def _progress(show: bool) -> Any:
+    if not show:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(desc="score", unit=" pairs", file=sys.stderr)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _input_table_format(args: argparse.Namespace) -> str:

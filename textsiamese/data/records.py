@@ -1,8 +1,8 @@
 """Validated sentence-pair, triplet and corpus data, built from tables or in-memory datasets.
 
-Label convention, everywhere inside textsiamese: **1 = similar / relevant, 0 = dissimilar**. Files that use
-the opposite convention (the 2005 face-verification paper uses 0 = same) are read with
-``label_convention="0=similar"`` and flipped here, at the edge. Scores are finite floats.
+Labels follow the library's one convention, written down in the ``textsiamese.losses`` docstring:
+1 = similar. Files that say 0 = same are read with ``label_convention="0=similar"`` and flipped here, at the
+edge (``LABEL_CONVENTIONS`` is ``textsiamese.labels.CONVENTIONS``). Scores are finite floats.
 
 Empty or whitespace-only texts are rejected with an error naming the cell: encoding them silently gives every
 empty text the same vector, which hides data bugs.
@@ -17,8 +17,9 @@ from typing import Any
 
 from textsiamese.data.tables import Row, Table
 from textsiamese.errors import ConfigError, InputError
+from textsiamese.labels import CONVENTIONS
 
-LABEL_CONVENTIONS = ("1=similar", "0=similar")
+LABEL_CONVENTIONS = CONVENTIONS
 PAIR_COLUMNS = ("sentence1", "sentence2")
 TRIPLET_COLUMNS = ("anchor", "positive", "negative")
 

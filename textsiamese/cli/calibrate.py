@@ -1,0 +1,95 @@
+"""``textsiamese calibrate``: fit similarity → probability and a decision threshold on labelled dev pairs.
+
+The calibration is stored in the model directory's ``config.json`` (see ``textsiamese.calibration`` for the
+format); ``textsiamese score`` then writes ``probability`` and ``same`` per pair, and ``eval`` uses its
+threshold and reports its expected calibration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from textsiamese.cli.common import add_model_options, add_pair_input_options, load_model, read_pair_input
+from textsiamese.config import ModelConfig
+from textsiamese.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit a similarity-to-probability map and a threshold on dev pairs",
+        description="Fit a map from the model's similarity to the probability that a pair is 'same' (Platt "
+        "logistic or isotonic regression) and a decision threshold, on labelled dev pairs (a 'label' "
+        "column, 1 = same), and store it with the model. The model directory is rewritten in place "
+        "(atomically) unless --output names another one.",
+    )
+    parser.add_argument("--data", required=True, metavar="DEV", help="labelled dev pairs")
+    parser.add_argument("--method", default="platt", choices=["platt", "isotonic"])
+    parser.add_argument(
+        "--objective", default="accuracy", choices=["accuracy", "f1"], help="what the threshold maximises"
+    )
+    parser.add_argument("--metric", default=None, help="similarity metric (default: the model's own)")
+    parser.add_argument(
+        "--output",
+        metavar="DIR",
+        help="write the calibrated model here (required for the embedded default or a non-textsiamese "
+        "directory)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    add_model_options(parser)
+    add_pair_input_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from textsiamese.calibration import (
+        calibrate,
+        expected_calibration_error,
+        probabilities,
+        raw_probabilities,
+    )
+
+    target = args.output or args.model
+    if target is None:
+        raise ConfigError("the embedded default model cannot be rewritten: pass --output DIR")
+    if args.output is None and not ModelConfig.is_native(Path(args.model)):
+        raise ConfigError(
+            f"{args.model} is not a textsiamese model directory; pass --output DIR for the calibrated copy"
+        )
+    pairs = read_pair_input(args, args.data, need="label")
+    model = load_model(args)
+    calibration = calibrate(
+        model,
+        pairs,
+        method=args.method,
+        metric=args.metric,
+        objective=args.objective,
+        batch_size=args.batch_size,
+        show_progress=args.progress,
+    )
+    from textsiamese.calibration import model_scores
+
+    scores = model_scores(model, pairs.sentence1, pairs.sentence2, calibration["metric"], args.batch_size)
+    assert pairs.labels is not None
+    summary = {
+        "method": calibration["method"],
+        "metric": calibration["metric"],
+        "threshold": calibration["threshold"],
+        "objective": calibration["objective"],
+        "dev_ece": expected_calibration_error(probabilities(calibration, scores), pairs.labels),
+        "n": calibration["n"],
+        "model": str(target),
+    }
+    raw = raw_probabilities(scores, calibration["metric"])
+    if raw is not None:
+        summary["dev_ece_raw"] = expected_calibration_error(raw, pairs.labels)
+    model.save(target)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
+    return 0

@@ -1,0 +1,153 @@
+"""``textsiamese enroll`` and ``textsiamese classify``: one-shot matching against enrolled references.
+
+``enroll`` encodes reference texts (columns ``label`` and ``text``) into a reference directory; running it
+again on the same directory adds references and classes (no retraining). ``classify`` gives each text the
+nearest class, its similarity, and ``unknown`` below the threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from textsiamese.cli.common import add_model_options, load_model
+from textsiamese.data import Corpus, read_corpus, write_rows
+from textsiamese.errors import ConfigError, InputError
+
+STRATEGY_HELP = "reference: nearest single reference; centroid: nearest class mean"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    enroll = subparsers.add_parser(
+        "enroll",
+        help="enroll reference texts per class for one-shot classification",
+        description="Encode reference texts (a CSV/TSV/JSONL file with columns 'label' and 'text') into a "
+        "reference directory. If the directory already holds references for the same model, the new ones "
+        "are added (new classes included) unless --replace is given.",
+    )
+    enroll.add_argument("--references", required=True, metavar="FILE", help="file with label and text")
+    enroll.add_argument("--output", required=True, metavar="DIR", help="reference directory")
+    enroll.add_argument("--replace", action="store_true", help="start a new set instead of adding")
+    enroll.add_argument("--strategy", choices=["reference", "centroid"], default=None, help=STRATEGY_HELP)
+    enroll.add_argument("--threshold", type=float, default=None, help="similarity below which: unknown")
+    enroll.add_argument(
+        "--dev", metavar="FILE", help="labelled texts on which to choose the unknown threshold (max accuracy)"
+    )
+    _add_text_options(enroll)
+    add_model_options(enroll)
+    enroll.set_defaults(func=run_enroll)
+
+    classify = subparsers.add_parser(
+        "classify",
+        help="classify texts to the nearest enrolled class",
+        description="Give each text of --texts (a .txt file, one per line, or CSV/TSV/JSONL with a 'text' "
+        "column) the nearest enrolled class and its similarity, or 'unknown' below the threshold. The "
+        "input's columns are kept; 'predicted' and 'similarity' are added. If the file has a 'label' "
+        "column, accuracy is reported on stderr (or in --json).",
+    )
+    classify.add_argument("--references", required=True, metavar="DIR", help="directory written by enroll")
+    classify.add_argument("--texts", required=True, metavar="FILE")
+    classify.add_argument("--output", default=None, metavar="FILE", help="output file (default: stdout)")
+    classify.add_argument("--strategy", choices=["reference", "centroid"], default=None, help=STRATEGY_HELP)
+    classify.add_argument("--threshold", type=float, default=None, help="override the stored threshold")
+    classify.add_argument("--json", action="store_true", help="print a JSON summary instead of rows")
+    _add_text_options(classify)
+    add_model_options(classify)
+    classify.set_defaults(func=run_classify)
+
+
+def _add_text_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-column", default="text", help="column holding the text (default text)")
+    parser.add_argument("--label-column", default="label", help="column holding the class (default label)")
+    parser.add_argument("--errors", default="strict", choices=["strict", "replace"], help="invalid UTF-8")
+
+
+def _labelled(args: argparse.Namespace, path: str, required: bool) -> tuple[Corpus, list[str] | None]:
+    corpus = read_corpus(path, text_column=args.text_column, errors=args.errors)
+    labels = corpus.metadata.get(args.label_column)
+    if labels is None and required:
+        raise InputError(
+            corpus.source,
+            f"header lacks column {args.label_column!r} (the class of each text; see --label-column)",
+            line=1,
+        )
+    if labels is not None:
+        for number, label in enumerate(labels):
+            if not label.strip():
+                raise InputError(corpus.source, "label is empty", line=number + 2, column=args.label_column)
+        labels = [label.strip() for label in labels]
+    return corpus, labels
+
+
+def run_enroll(args: argparse.Namespace) -> int:
+    from textsiamese.oneshot import META_FILE, OneShotClassifier
+
+    corpus, labels = _labelled(args, args.references, required=True)
+    dev = _labelled(args, args.dev, required=True) if args.dev else None
+    assert labels is not None
+    model = load_model(args)
+    output = Path(args.output)
+    if (output / META_FILE).is_file() and not args.replace:
+        matcher = OneShotClassifier.load(output, model, batch_size=args.batch_size)
+        before = len(matcher)
+    else:
+        if output.exists() and not (output / META_FILE).is_file() and any(output.iterdir()):
+            raise ConfigError(f"{output} exists and is not a reference directory; choose another --output")
+        matcher = OneShotClassifier(model, batch_size=args.batch_size)
+        before = 0
+    if args.strategy:
+        matcher.strategy = args.strategy
+    matcher.enroll(labels, corpus.texts)
+    if args.threshold is not None:
+        matcher.threshold = args.threshold
+    elif dev is not None:
+        dev_corpus, dev_labels = dev
+        assert dev_labels is not None
+        matcher.choose_threshold(dev_corpus.texts, dev_labels)
+    matcher.save(output)
+    counts = {c: matcher.labels.count(c) for c in matcher.classes}
+    print(
+        f"textsiamese enroll: {len(matcher) - before} references added; {len(matcher)} in {len(counts)} "
+        f"classes ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}, "
+        f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from textsiamese.oneshot import OneShotClassifier, accuracy
+
+    corpus, labels = _labelled(args, args.texts, required=False)
+    model = load_model(args)
+    matcher = OneShotClassifier.load(args.references, model, batch_size=args.batch_size)
+    predictions = matcher.classify(corpus.texts, strategy=args.strategy, threshold=args.threshold)
+    summary: dict[str, object] = {
+        "task": "one-shot",
+        "strategy": args.strategy or matcher.strategy,
+        "classes": len(matcher.classes),
+        "references": len(matcher),
+        "unknown": sum(p == matcher.unknown_label for p in predictions.labels),
+        "n": len(corpus),
+    }
+    if labels is not None:
+        summary["accuracy"] = accuracy(predictions.labels, labels)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    columns = ["id", "text", *corpus.metadata, "predicted", "similarity"]
+    rows = [
+        [identifier, text, *(corpus.metadata[c][i] for c in corpus.metadata), label, round(float(sim), 6)]
+        for i, (identifier, text, label, sim) in enumerate(
+            zip(corpus.ids, corpus.texts, predictions.labels, predictions.similarities, strict=True)
+        )
+    ]
+    write_rows(args.output, columns, rows)
+    if "accuracy" in summary:
+        print(
+            f"textsiamese classify: accuracy {summary['accuracy']:.4f} on {len(corpus)} texts",
+            file=sys.stderr,
+        )
+    return 0
