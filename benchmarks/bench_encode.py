@@ -319,6 +319,7 @@ def scale(args: argparse.Namespace, sizes: list[int], device: torch.device) -> l
         row = {
             "model": args.scale_model,
             "precision": precision,
+            "batch_size": args.best_batch,
             "sentences": size,
             "seconds_median": round(seconds, 2),
             "ms_per_sentence": round(1000 * seconds / size, 4),
@@ -335,9 +336,10 @@ def scale(args: argparse.Namespace, sizes: list[int], device: torch.device) -> l
 def print_table(rows: list[dict[str, Any]]) -> None:
     print()
     print(
-        "| path | sentences/s | × ST default (median per slice) | × ST default (total time) | peak RSS (MiB) |"
+        "| path | sentences/s | × ST default (median per slice) | × ST default (total time) "
+        "| peak RSS (MiB) | RSS growth in a run (MiB) |"
     )
-    print("| --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(
             f"| {row['path']} | {row['sentences_per_s']} | {row['ratio_vs_st_default']} "
