@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from textsiamese.accelerate import autocast_for, check_precision, quantize_dynamic_int8, weights_version
 from textsiamese.config import ROLES, ModelConfig
 from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, ModelError
-from textsiamese.towers import Tower, tower_class
+from textsiamese.towers import LSTMTower, Tower, TransformerTower, tower_class
+from textsiamese.towers.base import pad_flat
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -123,13 +127,23 @@ class SiameseModel(nn.Module):
         normalize: bool | None = None,
         device: str | torch.device | None = None,
         show_progress: bool = False,
+        *,
+        precision: str = "auto",
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
 
-        Texts are tokenized once, sorted by length so each batch pads little, and run under inference mode
-        (bf16 autocast on CUDA). ``normalize`` defaults to the model's own setting. A single string gives a
-        1-D vector. Texts longer than the tower's maximum are truncated, with one ``TruncationWarning`` per
-        call giving the count.
+        Texts are tokenized in chunks of ``ENCODE_CHUNK`` (the next chunk on a worker thread while the current
+        one computes), each chunk sorted by token length so every batch pads only to its own longest member,
+        padded without per-row Python, and run under inference mode (bf16 autocast, pinned memory and
+        non-blocking copies on CUDA). Memory beyond the (N, dimension) result is bounded by the chunk size.
+        ``normalize`` defaults to the model's own setting. A single string gives a 1-D vector. Texts longer
+        than the tower's maximum are truncated, with one ``TruncationWarning`` per call giving the count.
+
+        ``precision``: ``"auto"`` (fp32 on CPU, bf16 autocast on CUDA), ``"fp32"``, ``"bf16"`` (autocast, CPU
+        or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower, built once and cached);
+        see ``textsiamese.accelerate``. ``out``: a float32 (N, dimension) array to fill instead of a new
+        one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it is returned.
         """
         single = isinstance(texts, str)
         items = [texts] if isinstance(texts, str) else list(texts)
@@ -139,40 +153,45 @@ class SiameseModel(nn.Module):
         if device is not None:
             self.to(device)
         target = self.device
+        check_precision(precision, target)
         normalize = self.normalize if normalize is None else normalize
+        shape = (len(items), tower.dimension)
+        if out is None:
+            output = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32:
+            raise ConfigError(f"out must be a float32 array of shape {shape}, not {out.dtype} {out.shape}")
+        else:
+            output = out
         if not items:
-            return np.zeros((0, tower.dimension), dtype=np.float32)
-        tokens = tower.tokenize(items)
-        if tokens.truncated:
+            return output
+        was_training = self.training
+        self.eval()
+        runner = self._int8_tower(role) if precision == "int8" else tower
+        progress = _progress(len(items), show_progress, f"encode ({role})")
+        try:
+            with autocast_for(precision, target):
+                truncated = _encode_into(runner, items, output, batch_size, normalize, target, progress)
+        finally:
+            progress.close()
+            self.train(was_training)
+        if truncated:
             warnings.warn(
-                f"{tokens.truncated} of {len(items)} texts were longer than {tower.max_length} tokens "
+                f"{truncated} of {len(items)} texts were longer than {tower.max_length} tokens "
                 "and were truncated",
                 TruncationWarning,
                 stacklevel=2,
             )
-        # Longest first: a batch too large for memory fails at once, not at the end.
-        order = sorted(range(len(items)), key=lambda i: len(tokens.ids[i]), reverse=True)
-        output = torch.empty((len(items), tower.dimension), dtype=torch.float32)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if target.type == "cuda" else nullcontext()
-        was_training = self.training
-        self.eval()
-        progress = _progress(len(items), show_progress, f"encode ({role})")
-        try:
-            with torch.inference_mode(), autocast:
-                for start in range(0, len(order), batch_size):
-                    index = order[start : start + batch_size]
-                    features = tower.collate([tokens.ids[i] for i in index])
-                    features = {k: v.to(target, non_blocking=True) for k, v in features.items()}
-                    vectors = tower(features).float()
-                    if normalize:
-                        vectors = F.normalize(vectors, dim=-1)
-                    output[torch.as_tensor(index)] = vectors.cpu()
-                    progress.update(len(index))
-        finally:
-            progress.close()
-            self.train(was_training)
-        array = output.numpy()
-        return array[0] if single else array
+        return output[0] if single else output
+
+    def _int8_tower(self, role: str) -> Tower:
+        """The cached int8 dynamically-quantised copy of ``role``'s tower, rebuilt if its weights changed."""
+        name = self.roles[role]
+        tower = self.towers[name]
+        cache: dict[str, tuple[Any, Tower]] = self.__dict__.setdefault("_int8_cache", {})
+        version = weights_version(tower)
+        if name not in cache or cache[name][0] != version:
+            cache[name] = (version, quantize_dynamic_int8(tower))  # type: ignore[assignment]
+        return cache[name][1]
 
     def similarity(
         self,
@@ -282,6 +301,116 @@ class SiameseModel(nn.Module):
             ) from None
         model.source = str(directory)
         return model
+
+
+# Texts tokenized and length-sorted together. Sorting within a chunk (rather than the whole input) keeps the
+# token ids of only two chunks in memory at a time, and batches of a 16k-text chunk pad almost as little as a
+# global sort would.
+ENCODE_CHUNK = 16_384
+_PADDING_COLLATES = (TransformerTower.collate, LSTMTower.collate)
+
+
+@dataclass
+class _Chunk:
+    """One tokenized chunk, rows reordered longest first and stored back to back."""
+
+    start: int  # index of the chunk's first text in the input
+    order: np.ndarray  # input positions (within the chunk) in sorted order
+    lengths: np.ndarray  # token counts in sorted order
+    offsets: np.ndarray  # where each sorted row starts in ``flat`` (len + 1 entries)
+    flat: np.ndarray  # all ids of the chunk, sorted rows back to back
+    truncated: int
+
+
+def _tokenize_chunk(tower: Tower, texts: Sequence[str], start: int) -> _Chunk:
+    tokens = tower.tokenize(texts)
+    lengths = np.fromiter(map(len, tokens.ids), dtype=np.int64, count=len(tokens.ids))
+    # Longest first: a batch too large for memory fails at once, not at the end. Stable, so ties keep order.
+    order = np.argsort(-lengths, kind="stable")
+    sorted_ids = [tokens.ids[i] for i in order.tolist()]
+    lengths = lengths[order]
+    flat = np.fromiter(itertools.chain.from_iterable(sorted_ids), dtype=np.int64, count=int(lengths.sum()))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return _Chunk(start, order, lengths, offsets, flat, tokens.truncated)
+
+
+def _chunks(tower: Tower, items: Sequence[str]) -> Iterator[_Chunk]:
+    """Tokenized chunks in input order; chunk k + 1 is tokenized on a worker thread while k is encoded.
+
+    The fast (Rust) tokenizer releases the GIL, so on a GPU the tokenizer keeps ahead of the model; on CPU
+    the overlap is small but free. At most two chunks exist at once.
+    """
+    starts = range(0, len(items), ENCODE_CHUNK)
+    if len(starts) == 1:
+        yield _tokenize_chunk(tower, items, 0)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textsiamese-tokenize") as pool:
+        pending = pool.submit(_tokenize_chunk, tower, items[:ENCODE_CHUNK], 0)
+        for start in starts:
+            chunk = pending.result()
+            following = start + ENCODE_CHUNK
+            if following < len(items):
+                pending = pool.submit(
+                    _tokenize_chunk, tower, items[following : following + ENCODE_CHUNK], following
+                )
+            yield chunk
+
+
+def _encode_into(
+    tower: Tower,
+    items: Sequence[str],
+    output: np.ndarray,
+    batch_size: int,
+    normalize: bool,
+    target: torch.device,
+    progress: Any,
+) -> int:
+    """Encode ``items`` into ``output`` (N, D) float32 in input order; returns how many were truncated.
+
+    ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk.
+    """
+    cuda = target.type == "cuda"
+    pad_id = int(getattr(tower, "pad_id", 0))
+    # Towers whose collate is plain right-padding are padded here straight from the chunk's flat ids.
+    custom_collate = type(tower).collate not in _PADDING_COLLATES
+    truncated = 0
+    with torch.inference_mode():
+        for chunk in _chunks(tower, items):
+            truncated += chunk.truncated
+            rows = len(chunk.order)
+            # On CUDA, vectors stay on the device until the chunk is done: one copy back, no sync per batch.
+            staged = (
+                torch.empty((rows, tower.dimension), dtype=torch.float32, device=target) if cuda else None
+            )
+            for begin in range(0, rows, batch_size):
+                end = min(begin + batch_size, rows)
+                lengths = chunk.lengths[begin:end]
+                if custom_collate:
+                    ids = [
+                        chunk.flat[a:b].tolist()
+                        for a, b in zip(
+                            chunk.offsets[begin:end], chunk.offsets[begin + 1 : end + 1], strict=True
+                        )
+                    ]
+                    features = tower.collate(ids)
+                else:
+                    flat = chunk.flat[chunk.offsets[begin] : chunk.offsets[end]]
+                    input_ids, mask = pad_flat(flat, lengths, int(lengths[0]) or 1, pad_id)
+                    features = {"input_ids": input_ids, "attention_mask": mask}
+                if cuda:
+                    features = {k: v.pin_memory().to(target, non_blocking=True) for k, v in features.items()}
+                vectors = tower(features).float()
+                if normalize:
+                    vectors = F.normalize(vectors, dim=-1)
+                if staged is not None:
+                    staged[begin:end] = vectors
+                else:
+                    output[chunk.start + chunk.order[begin:end]] = vectors.numpy()
+                progress.update(end - begin)
+            if staged is not None:
+                output[chunk.start + chunk.order] = staged.cpu().numpy()
+    return truncated
 
 
 def _replace_directory(staging: Path, target: Path) -> None:

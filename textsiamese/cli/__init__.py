@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
     "textsiamese.cli.train",
+    "textsiamese.cli.encode",
     "textsiamese.cli.index",
     "textsiamese.cli.search",
     "textsiamese.cli.mine",

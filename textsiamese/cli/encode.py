@@ -1,0 +1,123 @@
+"""``textsiamese encode``: embeddings of a text file, in input order, saved as a ``.npy`` array.
+
+The array is filled in place inside a memory-mapped temporary ``.npy`` beside the output and renamed into
+place when complete, so memory stays bounded on a large corpus and a failed run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from textsiamese.accelerate import PRECISIONS, torch_threads
+from textsiamese.cli.common import add_model_options, load_model
+from textsiamese.data import read_corpus
+from textsiamese.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "encode",
+        help="encode a text file into a .npy array of embeddings",
+        description="Encode every text of FILE (a .txt file: one text per line, blank lines skipped; a CSV, "
+        "TSV or JSONL file: the --text-column column) and save the embeddings, one row per text in input "
+        "order, as a float32 .npy array. The output is written under a temporary name and renamed.",
+    )
+    parser.add_argument("--input", required=True, metavar="FILE", help="text file (.txt, .csv, .tsv, .jsonl)")
+    parser.add_argument("--output", required=True, metavar="FILE.npy", help="where to save the (N, D) array")
+    parser.add_argument(
+        "--text-column", default="text", help="column holding the texts in CSV/TSV/JSONL (default: text)"
+    )
+    parser.add_argument(
+        "--role",
+        default="query",
+        choices=["query", "document"],
+        help="which tower encodes the texts in a pseudo-siamese model (default: query)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (fp32 on CPU, bf16 on CUDA), fp32, bf16, or int8 (CPU: dynamic quantisation, fastest; "
+        "see docs/benchmarks.md for its quality cost)",
+    )
+    parser.add_argument(
+        "--int8", action="store_const", const="int8", dest="precision", help="same as --precision int8"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for the model (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--no-normalize",
+        dest="normalize",
+        action="store_false",
+        default=None,
+        help="do not L2-normalise the vectors, even if the model does by default",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    parser.add_argument(
+        "--errors",
+        default="strict",
+        choices=["strict", "replace"],
+        help="invalid UTF-8: stop with the line (strict) or substitute U+FFFD (replace)",
+    )
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if not str(args.output).endswith(".npy"):
+        raise ConfigError(f"--output must end in .npy (numpy.save adds the suffix otherwise): {args.output}")
+    corpus = read_corpus(args.input, text_column=args.text_column, errors=args.errors)
+    model = load_model(args)
+    shape = (len(corpus.texts), model.tower(args.role).dimension)
+    with torch_threads(args.threads), _atomic_npy(Path(args.output), shape) as array:
+        model.encode(
+            corpus.texts,
+            role=args.role,
+            batch_size=args.batch_size,
+            normalize=args.normalize,
+            show_progress=args.progress,
+            precision=args.precision,
+            out=array,
+        )
+    print(
+        f"textsiamese encode: {shape[0]} texts → {args.output} ({shape[0]} x {shape[1]} float32)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+@contextlib.contextmanager
+def _atomic_npy(target: Path, shape: tuple[int, int]) -> Iterator[np.ndarray]:
+    """A float32 ``.npy`` memory map under a temporary name beside ``target``; renamed into place on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npy", dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; give the result the usual permissions
+    try:
+        if shape[0] == 0:  # an empty file cannot be memory-mapped
+            empty = np.zeros(shape, dtype=np.float32)
+            yield empty
+            np.save(temp, empty)
+        else:
+            array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.float32, shape=shape)
+            yield array
+            array.flush()
+            del array
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
