@@ -9,9 +9,11 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from textsiamese.errors import TextSiameseError
 
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status = int(args.func(args) or 0)
+        with _one_line_warnings(args.command, args.debug):
+            status = int(args.func(args) or 0)
     except TextSiameseError as error:
         if args.debug:
             raise
@@ -61,6 +64,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return status
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str, debug: bool) -> Iterator[None]:
+    """Show each warning (e.g. the truncation count) as one ``textsiamese CMD: warning: …`` line on stderr.
+
+    A message repeated word for word (the same texts encoded twice, e.g. for a report) is shown once.
+    """
+    if debug:
+        yield
+        return
+    seen: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"textsiamese {command}: warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
 
 
 if __name__ == "__main__":
