@@ -84,7 +84,7 @@ def _one_line_warnings(command: str, debug: bool) -> Iterator[None]:
             seen.add(text)
             print(f"textsiamese {command}: warning: {text}", file=sys.stderr)
 
-    warnings.showwarning = show  # type: ignore[assignment]
+    warnings.showwarning = show
     try:
         yield
     finally:
