@@ -70,6 +70,8 @@ def load(
         raise ModelError(f"{directory}: no such model directory")
     if not directory.is_dir():
         raise ModelError(f"{directory}: expected a model directory, got a file")
+    if (directory / "config.json").is_file():
+        _read_json(directory / "config.json")  # unreadable or not JSON: say so, not "no tokenizer"
     if ModelConfig.is_native(directory):
         _check_native(directory)
         model = SiameseModel.from_directory(directory)
