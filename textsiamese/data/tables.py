@@ -111,7 +111,7 @@ def read_table(
     text = read_text(path, errors=errors)
     if fmt == "jsonl":
         return _read_jsonl(source, text)
-    records = _csv_records(text) if fmt == "csv" else _tsv_records(text)
+    records = _csv_records(source, text) if fmt == "csv" else _tsv_records(text)
     return _records_to_table(source, records, header, allow_extra_cells)
 
 
@@ -123,13 +123,16 @@ def _tsv_records(text: str) -> Iterator[tuple[int, list[str]]]:
             yield number, line.split("\t")
 
 
-def _csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
+def _csv_records(source: str, text: str) -> Iterator[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     start = 1
-    for record in reader:
-        if any(cell.strip() for cell in record):
-            yield start, record
-        start = reader.line_num + 1
+    try:
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                yield start, record
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise InputError(source, f"cannot parse the CSV ({error})", line=reader.line_num) from None
 
 
 def _records_to_table(
