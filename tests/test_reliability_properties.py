@@ -30,8 +30,11 @@ from textsiamese.data import read_corpus, read_pairs, read_table, read_triplets
 from textsiamese.data.stream import iter_pair_chunks
 from textsiamese.errors import InputError, TextSiameseError
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-CLI = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Bounded for CI; RELIABILITY_EXAMPLES=500 (say) searches harder.
+EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "40"))
+FIXTURES = [HealthCheck.function_scoped_fixture]
+FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=FIXTURES)
+CLI = settings(max_examples=max(10, EXAMPLES * 5 // 8), deadline=None, suppress_health_check=FIXTURES)
 
 
 @pytest.fixture(autouse=True, scope="module")
