@@ -2,8 +2,9 @@
 
 Each sub-command lives in its own module under ``textsiamese.cli`` and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Errors a
-user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; ``--debug`` shows the
-traceback instead.
+user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; an operating-system
+error (disk full, permission denied) prints one line and exits with status 1; ``--debug`` shows the traceback
+instead.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our stdout went away (e.g. `| head`); that is not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as error:
+        # Disk full, permission denied, … while writing: one line, exit status 1. Files are written under a
+        # temporary name and renamed, so whatever was there before is intact.
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"textsiamese {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     return status
 
 
