@@ -371,3 +371,15 @@ def test_readers_raise_only_input_errors_for_a_few_known_hard_files(tmp_path: Pa
         assert whole.lines == [n for c in streamed for n in c.lines] == [2, 3]
     with pytest.raises(InputError):
         read_pairs(tmp_path / "absent.csv")
+
+
+@FAST
+@given(content=RANDOM_FILES, name=st.sampled_from(["stsb", "sick", "mrpc", "wikiqa", "agnews", "snli"]))
+def test_random_bytes_into_the_named_dataset_readers(tmp_path: Path, content: bytes, name: str) -> None:
+    path = tmp_path / f"random.{'jsonl' if name == 'snli' else 'txt'}"
+    path.write_bytes(content)
+    kind, pairs = _outcome(lambda: read_pairs(path, name, errors="replace"))
+    if kind == "ok":
+        _check_pairs(pairs)
+    if name == "snli":
+        _outcome(lambda: read_triplets(path, "snli"))
