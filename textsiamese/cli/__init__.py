@@ -26,6 +26,10 @@ COMMAND_MODULES = [
     "textsiamese.cli.enroll",
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
+    "textsiamese.cli.index",
+    "textsiamese.cli.search",
+    "textsiamese.cli.mine",
+    "textsiamese.cli.paraphrases",
 ]
 
 

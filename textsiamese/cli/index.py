@@ -1,0 +1,213 @@
+"""``textsiamese index build|add|remove|info``: a FAISS index directory over a corpus, updated by id.
+
+``build`` encodes the corpus with the document tower and writes an index directory (FAISS file, ids, texts,
+metadata and a manifest with the model's fingerprint). ``add`` and ``remove`` update it in place by id; the
+directory is rewritten atomically, so a failed update leaves the previous index usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from textsiamese.cli.common import add_model_options
+from textsiamese.errors import ConfigError, InputError
+from textsiamese.search.kinds import KIND_NAMES, METRICS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "index",
+        help="build and update a semantic-search index",
+        description="Build a FAISS index over a corpus, add or remove rows by id, or describe an index.",
+    )
+    actions = parser.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+
+    build = actions.add_parser(
+        "build",
+        help="encode a corpus and build an index",
+        description="Encode a corpus (document tower) and write an index directory. Corpus: a .txt file (one "
+        "text per line, ids = line numbers) or a CSV/TSV/JSONL file with a text column; other columns are "
+        "kept as metadata and returned with each hit.",
+    )
+    add_corpus_options(build)
+    build.add_argument("--output", metavar="DIR", help="index directory (default: <corpus name>.index)")
+    build.add_argument("--kind", choices=KIND_NAMES, default="auto", help="index kind (default: auto)")
+    build.add_argument("--metric", choices=METRICS, default="cosine", help="similarity (default: cosine)")
+    build.add_argument(
+        "--recall-target",
+        type=float,
+        default=0.95,
+        help="tune nprobe / ef_search until recall@10 against exact search reaches this (default 0.95; "
+        "0 keeps the kind's defaults)",
+    )
+    build.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="index parameter, e.g. nlist=4096, M=32, m=48 (repeatable)",
+    )
+    add_model_options(build)
+    build.set_defaults(func=run_build)
+
+    add = actions.add_parser("add", help="add corpus rows to an index", description="Add rows by id.")
+    add.add_argument("--index", required=True, metavar="DIR", help="index directory")
+    add_corpus_options(add)
+    add_model_options(add)
+    add.set_defaults(func=run_add)
+
+    remove = actions.add_parser(
+        "remove", help="remove rows from an index by id", description="Remove rows by id (all or nothing)."
+    )
+    remove.add_argument("--index", required=True, metavar="DIR", help="index directory")
+    remove.add_argument("--ids", nargs="+", default=[], metavar="ID", help="ids to remove")
+    remove.add_argument("--ids-file", metavar="FILE", help="file with one id per line")
+    remove.set_defaults(func=run_remove)
+
+    info = actions.add_parser("info", help="describe an index", description="Print an index's manifest.")
+    info.add_argument("--index", required=True, metavar="DIR", help="index directory")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    info.set_defaults(func=run_info)
+
+
+def add_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """``--corpus``, ``--text-column``, ``--id-column``, ``--no-progress``."""
+    parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
+    parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
+    parser.add_argument("--id-column", default=None, help="column holding unique ids (default: row numbers)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["nlist=1024", "M=32"]`` → ``{"nlist": 1024, "M": 32}`` (integers where they parse)."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param expects NAME=VALUE, got {item!r}")
+        try:
+            params[name.strip()] = int(value)
+        except ValueError:
+            raise ConfigError(f"--param {name.strip()}: expected an integer, got {value!r}") from None
+    return params
+
+
+def load_index_model(args: argparse.Namespace, index: Any) -> Any:
+    """The model for an index: ``--model``, else the directory recorded at build time, else the default.
+
+    The index refuses it (one-line ModelError) unless its fingerprint and dimension match.
+    """
+    from textsiamese.loading import load
+
+    path = args.model
+    if path is None and index.model_source and Path(index.model_source).is_dir():
+        path = index.model_source
+    model = load(path, device=args.device)
+    index.attach_model(model)
+    return model
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from textsiamese.data import read_corpus
+    from textsiamese.loading import load
+    from textsiamese.search import Index
+
+    corpus = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
+    if not corpus.texts:
+        raise InputError(args.corpus, "the corpus has no texts")
+    model = load(args.model, device=args.device)
+    output = Path(args.output) if args.output else Path(args.corpus).with_suffix(".index")
+    index = Index.build(
+        model,
+        corpus.texts,
+        ids=corpus.ids,
+        metadata=corpus.metadata or None,
+        kind=args.kind,
+        metric=args.metric,
+        params=parse_params(args.param),
+        recall_target=args.recall_target or None,
+        batch_size=args.batch_size,
+        show_progress=not args.no_progress,
+        model_source=str(getattr(model, "source", args.model) or "") or None,
+    )
+    index.save(output)
+    print(f"textsiamese index: {describe(index)} -> {output}", file=sys.stderr)
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from textsiamese.data import read_corpus
+    from textsiamese.search import Index
+
+    index = Index.load(args.index)
+    corpus = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
+    load_index_model(args, index)
+    added = index.add(
+        corpus.texts,
+        ids=corpus.ids,
+        metadata=corpus.metadata or None,
+        batch_size=args.batch_size,
+        show_progress=not args.no_progress,
+    )
+    index.save(args.index)
+    print(f"textsiamese index: added {len(added)} rows; {describe(index)}", file=sys.stderr)
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from textsiamese.search import Index
+
+    ids = list(args.ids)
+    if args.ids_file:
+        try:
+            with open(args.ids_file, encoding="utf-8") as handle:
+                ids += [line.strip() for line in handle if line.strip()]
+        except OSError as error:
+            raise InputError(args.ids_file, error.strerror or str(error)) from None
+    if not ids:
+        raise ConfigError("give the ids to remove with --ids or --ids-file")
+    index = Index.load(args.index)
+    removed = index.remove(ids)
+    index.save(args.index)
+    print(f"textsiamese index: removed {removed} rows; {describe(index)}", file=sys.stderr)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from textsiamese.search import storage
+
+    manifest = storage.read_manifest(Path(args.index))
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    for key in (
+        "kind",
+        "metric",
+        "dimension",
+        "count",
+        "params",
+        "tuning",
+        "model_source",
+        "model_fingerprint",
+        "library_version",
+        "faiss_version",
+        "created",
+    ):
+        print(f"{key + ':':<19}{manifest.get(key)}")
+    return 0
+
+
+def describe(index: Any) -> str:
+    """One line: count, kind, parameters and the tuned recall."""
+    text = f"{len(index)} rows, {index.kind} ({index.metric}"
+    if index.params:
+        text += ", " + ", ".join(f"{k}={v}" for k, v in index.params.items())
+    text += ")"
+    tuning = index.tuning
+    if tuning and tuning.get("parameter"):
+        text += f", recall@{tuning['k']} {tuning['recall']:.3f} (target {tuning['recall_target']})"
+    return text
