@@ -280,3 +280,102 @@ def test_report_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(OSError, match="No space left"):
         report.plot_scores(target, scores, labels, threshold=0.5, score_label="cosine")
     assert target.read_bytes() == b"old plot" and _hidden(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# Indexes: a save killed mid-write, and add / remove whose save fails, leave the previous index whole.
+
+INDEX_LOOP = """
+import sys
+import numpy as np
+from textsiamese.search import Index
+
+target = sys.argv[1]
+rng = np.random.default_rng(0)
+vectors = rng.standard_normal((100_000, 64)).astype("float32")
+index = Index.from_vectors(vectors, ids=[f"r{i}" for i in range(len(vectors))], kind="flat")
+index.save(target)
+print(0, flush=True)
+for i in range(1, 1_000_000):
+    index.add_vectors(rng.standard_normal((10, 64)).astype("float32"), ids=[f"g{i}-{j}" for j in range(10)])
+    index.save(target)
+    print(i, flush=True)
+"""
+
+
+def test_index_save_killed_mid_write_leaves_a_whole_index(tmp_path: Path) -> None:
+    from textsiamese.search import Index
+
+    target = tmp_path / "idx"
+    script = tmp_path / "index_loop.py"
+    script.write_text(textwrap.dedent(INDEX_LOOP))
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(target)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"0"
+
+    def next_generation() -> bool:  # a second generation's FAISS file is being written
+        return len(list(target.glob("index-*.faiss"))) >= 2
+
+    _wait_for(next_generation, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    index = Index.load(target)  # checksums verified against the manifest
+    assert len(index) >= 100_000 and (len(index) - 100_000) % 10 == 0
+
+
+def test_index_add_and_remove_with_a_full_disk_change_nothing(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import faiss
+
+    from textsiamese.search import Index
+
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("id,text\nn1,a man plays the guitar\nn2,a woman eats food\nn3,the dog runs\n")
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\nn4,a cat\n")
+    index = tmp_path / "idx"
+    model = ["--model", str(tiny_model_dir), "--device", "cpu", "--no-progress"]
+    assert (
+        main(["index", "build", "--corpus", str(corpus), "--id-column", "id", "--output", str(index), *model])
+        == 0
+    )
+    before = {p.name: p.read_bytes() for p in index.iterdir()}
+    monkeypatch.setattr(faiss, "write_index", _enospc)
+    capsys.readouterr()
+    add = ["index", "add", "--index", str(index), "--corpus", str(more), "--id-column", "id", *model]
+    assert main(add) == 1
+    assert main(["index", "remove", "--index", str(index), "--ids", "n1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["textsiamese index: error: No space left on device"] * 2
+    assert {p.name: p.read_bytes() for p in index.iterdir()} == before
+    assert Index.load(index).ids == ["n1", "n2", "n3"]
+
+
+def test_index_save_failing_inside_faiss_keeps_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAISS reports its own write errors as RuntimeError (seen on a full 300 KB tmpfs: "write error in …
+    (No space left on device)"); the previous generation stays in place."""
+    import faiss
+
+    from textsiamese.search import Index
+
+    def faiss_full_disk(index: Any, path: str) -> None:
+        Path(path).write_bytes(b"half an index")
+        raise RuntimeError(
+            f"Error: 'ret == (size * 4)' failed: write error in {path} (No space left on device)"
+        )
+
+    target = tmp_path / "idx"
+    index = Index.from_vectors(np.eye(4, dtype="float32"), ids=list("abcd"), kind="flat")
+    index.save(target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    monkeypatch.setattr(faiss, "write_index", faiss_full_disk)
+    index.remove(["a"])
+    with pytest.raises(RuntimeError, match="No space left on device"):
+        index.save(target)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert Index.load(target).ids == list("abcd")

@@ -52,7 +52,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 def assert_one_line_error(status: int, err: str, command: str, *fragments: str) -> None:
-    lines = err.strip().splitlines()
+    lines = err.strip().split("\n")
     errors = [line for line in lines if ": error: " in line]
     assert status == 2, err
     assert len(errors) == 1 and errors[0] == lines[-1], err
@@ -118,6 +118,7 @@ BAD_PAIR_FILES: list[tuple[str, bytes | None, str]] = [
         "line 3, column 'label': label is missing",
     ),
     ("unclosed quote", b'sentence1,sentence2,score\na,"b,1\nc,d,2\n', "line 2: row has 2 cells"),
+    ("line break in a header name", b'"sentence\n1",sentence2\na,b\n', "it has 'sentence\\n1', sentence2"),
 ]
 
 
@@ -525,3 +526,57 @@ def test_every_input_error_is_a_textsiamese_error() -> None:
     error = InputError("f.csv", "bad", line=3, column="score")
     assert str(error) == "f.csv, line 3, column 'score': bad"
     assert (error.source, error.line, error.column, error.reason) == ("f.csv", 3, "score", "bad")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Indexes (search): manifest not matching the model, k larger than the index, an empty index, bad corpora.
+
+
+def _build_index(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    corpus = _write(
+        tmp_path, b"id,text\nn1,a man plays the guitar\nn2,a woman eats food\nn3,the dog runs\n", "c.csv"
+    )
+    index = tmp_path / "idx"
+    command = ["index", "build", "--corpus", str(corpus), "--id-column", "id", "--output", str(index)]
+    status, _, err = run_cli(
+        [*command, "--no-progress", "--model", str(model_dir), "--device", "cpu"], capsys
+    )
+    assert status == 0, err
+    return index
+
+
+def test_index_bad_input_cli_and_api(
+    tmp_path: Path, tiny_model_dir: Path, tiny_lstm: torch.nn.Module, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from textsiamese.search import Index
+
+    index = _build_index(tmp_path, tiny_model_dir, capsys)
+    search = ["search", "--index", str(index), "--query", "a guitar", "--device", "cpu"]
+    status, stdout, err = run_cli([*search, "-k", "4"], capsys)
+    assert_one_line_error(status, err, "search", "-k 4")
+    assert stdout == ""
+    other = textsiamese.SiameseModel(tiny_lstm).save(tmp_path / "other")  # type: ignore[arg-type]
+    status, _, err = run_cli([*search, "--model", str(other)], capsys)
+    assert_one_line_error(status, err, "search", "fingerprint")
+    with pytest.raises(ModelError, match="fingerprint"):
+        Index.load(index, model=textsiamese.load(other, device="cpu"))
+    model = textsiamese.load(tiny_model_dir, device="cpu")
+    with pytest.raises(TextSiameseError, match="larger than the index"):
+        Index.load(index, model=model).search(["a guitar"], k=4)
+
+    status, _, err = run_cli(["index", "remove", "--index", str(index), "--ids", "n1", "n2", "n3"], capsys)
+    assert status == 0, err
+    status, stdout, err = run_cli([*search, "-k", "1"], capsys)
+    assert_one_line_error(status, err, "search", "the index size (0)")
+    with pytest.raises(TextSiameseError, match="empty"):
+        Index.load(index, model=model).search(["a guitar"], k=1)
+
+    bad = _write(tmp_path, b"id,text\nn1,a man\nn2,caf\xe9\n", "bad.csv")
+    target = tmp_path / "never"
+    command = ["index", "build", "--corpus", str(bad), "--id-column", "id", "--output", str(target)]
+    status, _, err = run_cli([*command, "--no-progress", "--model", str(tiny_model_dir)], capsys)
+    assert_one_line_error(status, err, "index", str(bad), "line 3: invalid UTF-8")
+    assert not target.exists()
+    missing = tmp_path / "no-index"
+    status, _, err = run_cli(["search", "--index", str(missing), "--query", "x"], capsys)
+    assert_one_line_error(status, err, "search", str(missing))

@@ -256,8 +256,9 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
         status = main(args)
     out, err = capsys.readouterr()
     if status != 0:
-        errors = [line for line in err.strip().splitlines() if ": error: " in line]
+        errors = [line for line in err.strip().split("\n") if ": error: " in line]
         assert status == 2 and len(errors) == 1 and "Traceback" not in err, err
+        assert err.strip().split("\n")[-1] == errors[0], err  # the error is one line, and the last
     return status, out, err
 
 
@@ -280,7 +281,7 @@ def test_score_on_random_layouts_and_sizes(
         assert status == 2 and not out.exists(), err
         return
     assert status == 0, err
-    written = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    written = [json.loads(line) for line in out.read_bytes().decode("utf-8").split("\n") if line]
     assert len(written) == expected[0]  # type: ignore[index]
     score_column = "predicted_score" if "score" in columns else "score"
     assert all(isinstance(record[score_column], float) for record in written)
@@ -383,3 +384,36 @@ def test_random_bytes_into_the_named_dataset_readers(tmp_path: Path, content: by
         _check_pairs(pairs)
     if name == "snli":
         _outcome(lambda: read_triplets(path, "snli"))
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: textsiamese.SiameseModel) -> Path:
+    from textsiamese.search import Index
+
+    texts = ["a man plays the guitar", "a woman eats food", "the dog runs", "a cat", "the park"]
+    path = tmp_path_factory.mktemp("index") / "idx"
+    Index.build(tiny_model, texts, ids=[f"n{i}" for i in range(len(texts))], kind="flat").save(path)
+    return path
+
+
+@CLI
+@given(queries=st.lists(st.text(max_size=30), min_size=1, max_size=4), k=st.integers(-2, 8))
+def test_search_on_random_queries_and_k(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_index: Path,
+    tiny_model_dir: Path,
+    queries: list[str],
+    k: int,
+) -> None:
+    file = tmp_path / "queries.txt"
+    file.write_text("\n".join(queries) + "\n", "utf-8", errors="surrogatepass")
+    command = ["search", "--index", str(tiny_index), "--queries", str(file), "-k", str(k), "--json"]
+    status, stdout, err = _cli([*command, "--model", str(tiny_model_dir), "--device", "cpu"], capsys)
+    text = file.read_bytes().decode("utf-8", errors="replace")  # not read_text: it turns \r into \n
+    lines = [line for line in text.split("\n") if line.strip()]
+    if status == 0:  # JSON lines are separated by \n only (U+0085, U+2028 may appear raw inside them)
+        results = [json.loads(line) for line in stdout.split("\n") if line]
+        assert len(results) == len(lines) and all(len(r["hits"]) == k for r in results)
+    else:
+        assert not (1 <= k <= 5 and lines), err

@@ -255,3 +255,16 @@ def test_the_package_never_unpickles() -> None:
                 problems.append(f"{where}: trust_remote_code=True")
     assert problems == []
     assert os.environ.get("HF_HUB_OFFLINE") in (None, "", "0", "1")  # nothing here turns it off globally
+
+
+def test_index_loads_and_searches_offline(
+    tmp_path: Path, tiny_model_dir: Path, offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("id,text\nn1,a man plays the guitar\nn2,a woman eats food\n")
+    index = tmp_path / "idx"
+    common = ["--model", str(tiny_model_dir), "--device", "cpu"]
+    build = ["index", "build", "--corpus", str(corpus), "--id-column", "id", "--output", str(index)]
+    assert main([*build, *common, "--no-progress"]) == 0
+    assert main(["search", "--index", str(index), "--query", "guitar", "-k", "1", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["hits"][0]["id"] == "n1"

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import IO
 
 from textsiamese.data.records import PairData, pairs_from_table
-from textsiamese.data.tables import TABLE_FORMATS, Row, Table, _check_header, _json_cell, guess_format
+from textsiamese.data.tables import (
+    TABLE_FORMATS,
+    Row,
+    Table,
+    _check_header,
+    _json_cell,
+    column_list,
+    guess_format,
+)
 from textsiamese.errors import InputError
 
 
@@ -148,7 +156,7 @@ def _rows_of(source: str, records: Iterator[tuple[int, list[str]]], header: list
         if len(cells) != width:
             raise InputError(
                 source,
-                f"row has {len(cells)} cells but the header has {width} ({', '.join(header)})",
+                f"row has {len(cells)} cells but the header has {width} ({column_list(header)})",
                 line=line,
             )
         yield Row(line, dict(zip(header, cells, strict=True)))

@@ -49,6 +49,12 @@ class Table:
     rows: list[Row]
 
 
+def column_list(names: list[str]) -> str:
+    """Column names for a one-line message: as they are, or quoted and escaped when they hold line breaks
+    or other unprintable characters (a quoted CSV header may)."""
+    return ", ".join(name if name.isprintable() else repr(name) for name in names)
+
+
 def guess_format(path: str | Path, default: str = "csv") -> str:
     """The table format implied by a file name's extension (``default`` for stdin or unknown endings)."""
     return _EXTENSIONS.get(Path(str(path)).suffix.lower(), default)
@@ -154,7 +160,7 @@ def _records_to_table(
         if len(cells) != width and not (allow_extra_cells and len(cells) > width):
             raise InputError(
                 source,
-                f"row has {len(cells)} cells but the header has {width} ({', '.join(header)})",
+                f"row has {len(cells)} cells but the header has {width} ({column_list(header)})",
                 line=line,
             )
         rows.append(Row(line, dict(zip(header, cells, strict=False))))
