@@ -14,10 +14,12 @@ from textsiamese.errors import ConfigError, InputError, ModelError, TextSiameseE
 from textsiamese.loading import default_model_path, load
 from textsiamese.model import SiameseModel, TruncationWarning
 from textsiamese.oneshot import OneShotClassifier
+from textsiamese.search import Index
 from textsiamese.towers import LSTMTower, TransformerTower, WordTokenizer
 
 __all__ = [
     "ConfigError",
+    "Index",
     "InputError",
     "LSTMTower",
     "ModelError",
