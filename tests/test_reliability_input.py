@@ -580,3 +580,8 @@ def test_index_bad_input_cli_and_api(
     missing = tmp_path / "no-index"
     status, _, err = run_cli(["search", "--index", str(missing), "--query", "x"], capsys)
     assert_one_line_error(status, err, "search", str(missing))
+
+
+def test_debug_shows_the_exception_instead(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        main(["--debug", "score", "--pairs", str(tmp_path / "absent.csv")])
