@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "textsiamese.cli.enroll",
     "textsiamese.cli.info",
     "textsiamese.cli.convert",
+    "textsiamese.cli.train",
     "textsiamese.cli.index",
     "textsiamese.cli.search",
     "textsiamese.cli.mine",

@@ -1,0 +1,399 @@
+"""The trainer: schedules, batch plans, routing by loss family, gradient cache, resume, reproducibility,
+early stopping, non-finite losses. Tiny random towers only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import WORDS, make_tiny_lstm, make_tiny_transformer
+
+from textsiamese import SiameseModel
+from textsiamese.data import PairData, TripletData
+from textsiamese.losses import get_loss
+from textsiamese.losses.base import SiameseLoss
+from textsiamese.training import TrainConfig, Trainer, TrainingError, build_train_set, lr_factor, plan_epoch
+from textsiamese.training.evaluators import best_threshold
+
+
+def sentences(n: int, seed: int, length: int = 5) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        k = 2 + int(torch.randint(0, length, (1,), generator=g))
+        words = [WORDS[int(j)] for j in torch.randint(0, len(WORDS), (k,), generator=g)]
+        out.append(" ".join(words) + f" {WORDS[i % len(WORDS)]}")
+    return out
+
+
+def make_pairs(n: int = 24, seed: int = 0) -> PairData:
+    a, b = sentences(n, seed), sentences(n, seed + 1)
+    scores = [float(i % 6) for i in range(n)]
+    return PairData(a, b, scores=scores, labels=[i % 2 for i in range(n)])
+
+
+def make_triplets(n: int = 16, seed: int = 0) -> TripletData:
+    return TripletData(sentences(n, seed), sentences(n, seed + 1), sentences(n, seed + 2))
+
+
+def config(**overrides: Any) -> TrainConfig:
+    values: dict[str, Any] = {"batch_size": 4, "lr": 1e-3, "progress": False, "device": "cpu", "log_every": 1}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def weights(model: SiameseModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------- schedule and batches
+
+
+def test_lr_schedule_warmup_then_linear_or_cosine_decay() -> None:
+    assert [round(lr_factor(s, 3, 10, "linear"), 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(10, 3, 10, "linear") == 0.0
+    assert lr_factor(6, 2, 10, "linear") == pytest.approx(0.5)
+    assert lr_factor(6, 2, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(4, 2, 10, "cosine") == pytest.approx(
+        0.5 * (1 + torch.cos(torch.tensor(torch.pi / 4)).item())
+    )
+    assert lr_factor(9, 2, 10, "constant") == 1.0
+
+
+def test_plan_is_seeded_complete_and_bucketed_by_length() -> None:
+    lengths = [int(x) for x in torch.randint(1, 50, (203,), generator=torch.Generator().manual_seed(1))]
+    plan = plan_epoch(lengths, 8, seed=3, epoch=0)
+    assert plan == plan_epoch(lengths, 8, seed=3, epoch=0)
+    assert plan != plan_epoch(lengths, 8, seed=3, epoch=1)
+    assert sorted(i for b in plan for i in b) == list(range(203))
+    assert sum(len(b) < 8 for b in plan) == 1  # one short batch, pooled from every chunk's leftovers
+    # Bucketing: the spread of lengths inside a batch is far below the spread of the data.
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in plan) / len(plan)
+    assert spread < 10
+    dropped = plan_epoch(lengths, 8, seed=3, epoch=0, drop_last=True)
+    assert all(len(b) == 8 for b in dropped) and len(dropped) == 203 // 8
+
+
+def test_plan_keeps_duplicate_texts_out_of_one_batch() -> None:
+    keys = [("same premise", f"hypothesis {i}") for i in range(6)] + [(f"p{i}", f"h{i}") for i in range(18)]
+    plan = plan_epoch([3] * 24, 4, seed=0, epoch=0, keys=keys)
+    assert sorted(i for b in plan for i in b) == list(range(24))
+    for batch in plan:
+        assert sum(i < 6 for i in batch) <= 1
+
+
+def test_train_set_routes_data_to_each_family(minilm_tokenizer: Any) -> None:
+    model = SiameseModel(make_tiny_transformer(minilm_tokenizer))
+    pairs = make_pairs(10)
+    cosent = build_train_set(model, pairs, "pair", "cosent")
+    assert cosent.labels is not None and cosent.labels.tolist() == pairs.scores
+    contrastive = build_train_set(model, pairs, "pair", "contrastive")
+    assert contrastive.labels is not None and contrastive.labels.tolist() == pairs.labels
+    ranking = build_train_set(model, pairs, "ranking")
+    assert len(ranking) == 5 and [c.name for c in ranking.columns] == ["query", "positive"]
+    labelled = build_train_set(model, pairs, "labelled")
+    assert labelled.labels is not None and labelled.labels.tolist() == [0, 1, 2, 3, 4]
+    triplets = make_triplets(6)
+    assert [c.name for c in build_train_set(model, triplets, "ranking").columns] == [
+        "query",
+        "positive",
+        "negative",
+    ]
+    assert len(build_train_set(model, triplets, "ranking", hard_negatives=False).columns) == 2
+    assert [c.role for c in build_train_set(model, triplets, "triplet").columns] == [
+        "query",
+        "document",
+        "document",
+    ]
+    with pytest.raises(TrainingError.__mro__[1]):  # TextSiameseError
+        build_train_set(model, triplets, "pair", "cosent")
+    with pytest.raises(Exception, match="0/1 labels"):
+        build_train_set(model, PairData(["a"], ["b"], scores=[0.5]), "pair", "contrastive")
+
+
+@pytest.mark.parametrize(
+    ("loss_name", "options", "data"),
+    [
+        ("cosent", {}, "pairs"),
+        ("online_contrastive", {"margin": 0.5, "distance": "cosine"}, "pairs"),
+        ("logistic", {}, "pairs"),  # a loss with parameters of its own: they train too
+        ("triplet", {"distance": "cosine", "margin": 0.3}, "triplets"),
+        ("batch_hard_triplet", {"margin": 0.3}, "pairs"),
+        ("multiple_negatives_ranking", {}, "triplets"),
+    ],
+)
+def test_every_family_trains_and_lowers_its_loss(
+    tmp_path: Path, loss_name: str, options: dict, data: str
+) -> None:
+    model = SiameseModel(make_tiny_lstm(), normalize=True)
+    loss = get_loss(loss_name, **options)
+    dataset = make_pairs(16) if data == "pairs" else make_triplets(16)
+    trainer = Trainer(
+        model, loss, dataset, config(max_steps=12, lr=1e-2, warmup_ratio=0.0, batch_size=8), tmp_path
+    )
+    before = trainer.batch_loss(list(range(8))).item()
+    loss_params = [p.detach().clone() for p in loss.parameters()]
+    result = trainer.train()
+    assert result.steps == 12 and result.stopped == "completed"
+    model.eval()
+    with torch.no_grad():
+        after = trainer.batch_loss(list(range(8))).item()
+    assert after < before
+    for old, new in zip(loss_params, loss.parameters(), strict=True):
+        assert not torch.equal(old, new)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "examples_per_s"} <= set(records[0])
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def test_shared_tower_encodes_both_sides_in_one_forward(tmp_path: Path, minilm_tokenizer: Any) -> None:
+    tower = make_tiny_transformer(minilm_tokenizer)
+    calls: list[int] = []
+    tower.register_forward_hook(lambda module, inputs, output: calls.append(output.shape[0]))
+    trainer = Trainer(SiameseModel(tower), get_loss("cosent"), make_pairs(8), config(), tmp_path)
+    trainer.batch_loss([0, 1, 2, 3])
+    assert calls == [8]
+    untied = SiameseModel.untied(make_tiny_transformer(minilm_tokenizer))
+    seen: list[str] = []
+    for name, t in untied.towers.items():
+        t.register_forward_hook(lambda module, inputs, output, name=name: seen.append(name))
+    Trainer(untied, get_loss("cosent"), make_pairs(8), config(), tmp_path / "u").batch_loss([0, 1])
+    assert sorted(seen) == ["document", "query"]
+
+
+# ---------------------------------------------------------------------------- gradient cache
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_gradient_cache_gives_the_uncached_gradients(
+    tmp_path: Path, minilm_tokenizer: Any, shared: bool
+) -> None:
+    def run(cache: int | None) -> dict[str, torch.Tensor]:
+        tower = make_tiny_transformer(minilm_tokenizer, seed=1)
+        model = SiameseModel(tower) if shared else SiameseModel.untied(tower)
+        loss = get_loss("multiple_negatives_ranking", symmetric=True)
+        trainer = Trainer(
+            model, loss, make_triplets(12), config(cache_batch_size=cache, batch_size=12), tmp_path
+        )
+        model.eval()  # no dropout: the uncached pass sees one big batch, the cache several chunks
+        trainer._backward(list(range(12)))
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, cached = run(None), run(5)
+    assert plain.keys() == cached.keys() and plain
+    for name in plain:
+        torch.testing.assert_close(cached[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_gradient_cache_replays_dropout(tmp_path: Path, minilm_tokenizer: Any) -> None:
+    """With dropout on, the cached step must back-propagate through the same masks it used for the loss:
+    then two runs from one seed agree, and the step still lowers the loss."""
+    results = []
+    for _ in range(2):
+        model = SiameseModel(make_tiny_transformer(minilm_tokenizer, seed=2))
+        trainer = Trainer(
+            model,
+            get_loss("multiple_negatives_ranking"),
+            make_triplets(12),
+            config(cache_batch_size=4, batch_size=6, max_steps=4, lr=5e-3, warmup_ratio=0.0),
+            tmp_path / f"r{len(results)}",
+        )
+        trainer.train()
+        results.append(weights(model))
+    assert same_weights(*results)
+
+
+def test_gradient_cache_only_for_ranking_losses(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="ranking"):
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(cache_batch_size=2),
+            tmp_path,
+        )
+
+
+# ---------------------------------------------------------------------------- reproducibility and resume
+
+
+def test_seeded_runs_are_reproducible_on_cpu(tmp_path: Path, minilm_tokenizer: Any) -> None:
+    runs = []
+    for name in ("a", "b"):
+        model = SiameseModel(make_tiny_transformer(minilm_tokenizer))
+        Trainer(model, get_loss("cosent"), make_pairs(), config(max_steps=5, seed=7), tmp_path / name).train()
+        runs.append(weights(model))
+    assert same_weights(*runs)
+    model = SiameseModel(make_tiny_transformer(minilm_tokenizer))
+    Trainer(model, get_loss("cosent"), make_pairs(), config(max_steps=5, seed=8), tmp_path / "c").train()
+    assert not same_weights(runs[0], weights(model))
+
+
+class InterruptAt(Trainer):
+    """Sends itself SIGINT (or SIGTERM) right after optimizer step ``at``, as a user pressing Ctrl-C would."""
+
+    at = 0
+    signum = signal.SIGINT
+
+    def _optimizer_step(self) -> float | None:
+        norm = super()._optimizer_step()
+        if self.step + 1 == self.at:
+            os.kill(os.getpid(), self.signum)
+        return norm
+
+
+def sts_evaluator(model: SiameseModel) -> dict[str, Any]:
+    pairs = make_pairs(12, seed=5)
+    a, b = model.encode_pairs(pairs.sentence1, pairs.sentence2)
+    return {"score": float((torch.from_numpy(a) * torch.from_numpy(b)).sum()), "n": 12}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_then_resumed_equals_uninterrupted(
+    tmp_path: Path, minilm_tokenizer: Any, signum: signal.Signals
+) -> None:
+    # 24 pairs / batch 4 = 6 batches per epoch; 2 batches per step: 9 steps cross an epoch boundary, and the
+    # interruption at step 4 falls in the middle of the second epoch. Dropout is on (RNG state matters).
+    options = {
+        "max_steps": 9,
+        "grad_accumulation": 2,
+        "eval_every": 3,
+        "metric": "score",
+        "warmup_ratio": 0.3,
+    }
+
+    def fresh() -> SiameseModel:
+        return SiameseModel(make_tiny_transformer(minilm_tokenizer), normalize=True)
+
+    whole = fresh()
+    full = Trainer(
+        whole, get_loss("cosent"), make_pairs(), config(**options), tmp_path / "whole", sts_evaluator
+    )
+    full_result = full.train()
+
+    InterruptAt.at, InterruptAt.signum = 4, signum
+    part = InterruptAt(
+        fresh(), get_loss("cosent"), make_pairs(), config(**options), tmp_path / "part", sts_evaluator
+    )
+    first = part.train()
+    assert first.stopped == "interrupted" and first.steps == 4 and first.signal == signum.name
+    assert not (tmp_path / "part" / "final").exists()
+    state = torch.load(tmp_path / "part" / "checkpoint" / "state.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["batch_index"]) == (4, 1, 2)
+
+    resumed_model = fresh()  # a new process would rebuild the model from the recipe
+    resumed = Trainer(
+        resumed_model,
+        get_loss("cosent"),
+        make_pairs(),
+        config(**options),
+        tmp_path / "part",
+        sts_evaluator,
+        resume=True,
+    )
+    second = resumed.train()
+    assert second.steps == 9 and second.stopped == "completed"
+    assert same_weights(weights(whole), weights(resumed_model))
+    assert second.best_step == full_result.best_step
+    assert [e["step"] for e in second.evaluations] == [3, 6, 9]
+    assert same_weights(
+        weights(SiameseModel.from_directory(tmp_path / "whole" / "best")),
+        weights(SiameseModel.from_directory(tmp_path / "part" / "best")),
+    )
+
+
+def test_resume_without_checkpoint_or_with_other_length_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(max_steps=2),
+            tmp_path,
+            resume=True,
+        ).train()
+    Trainer(
+        SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(max_steps=2), tmp_path
+    ).train()
+    with pytest.raises(TrainingError, match="2 steps"):
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(max_steps=3),
+            tmp_path,
+            resume=True,
+        ).train()
+
+
+# ---------------------------------------------------------------------------- evaluation, early stopping, failures
+
+
+def test_early_stopping_keeps_the_best_model(tmp_path: Path) -> None:
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9])
+
+    def evaluator(model: SiameseModel) -> dict[str, Any]:
+        return {"acc": next(scores)}
+
+    model = SiameseModel(make_tiny_lstm())
+    trainer = Trainer(
+        model,
+        get_loss("cosent"),
+        make_pairs(),
+        config(max_steps=20, eval_every=1, metric="acc", patience=2),
+        tmp_path,
+        evaluator,
+    )
+    result = trainer.train()
+    assert result.stopped == "early_stopping" and result.steps == 4
+    assert result.best_step == 2 and result.best == {"acc": 0.7}
+    assert (tmp_path / "best" / "config.json").is_file() and (tmp_path / "final" / "config.json").is_file()
+
+
+class NaNAfter(SiameseLoss):
+    family = "pair"
+    name = "nan_after"
+
+    def __init__(self, good_calls: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.good_calls = good_calls
+        self.inner = get_loss("cosent")
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        value = self.inner(a, b, labels)
+        return value * float("nan") if self.calls > self.good_calls else value
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    model = SiameseModel(make_tiny_lstm())
+    trainer = Trainer(model, NaNAfter(3), make_pairs(), config(max_steps=10, checkpoint_every=2), tmp_path)
+    with pytest.raises(TrainingError, match=r"step 4 .*loss is nan.*last good checkpoint") as error:
+        trainer.train()
+    assert str(tmp_path / "checkpoint") in str(error.value)
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
+    assert state["step"] == 2
+    saved = SiameseModel.from_directory(tmp_path / "checkpoint" / "model")
+    assert all(torch.isfinite(v).all() for v in saved.state_dict().values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step was not applied
+
+
+def test_best_threshold_maximises_accuracy() -> None:
+    import numpy as np
+
+    result = best_threshold(np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2]), np.array([1, 1, 0, 1, 0, 0.0]))
+    assert result["accuracy"] == pytest.approx(5 / 6)  # cut after 0.8 (or after 0.4): one mistake
+    assert 0.7 < result["threshold"] < 0.8
+    assert result["f1"] == pytest.approx(0.8) and result["best_f1"] == pytest.approx(6 / 7)
+    perfect = best_threshold(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0.0]))
+    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0 and 0.2 < perfect["threshold"] < 0.8

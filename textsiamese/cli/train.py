@@ -1,0 +1,57 @@
+"""``textsiamese train RECIPE``: fine-tune a model from a recipe file (see ``recipes/README.md``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune a model from a recipe",
+        description="Train from a recipe (a YAML file, or the name of one in ./recipes/). Outputs go to "
+        "--output (default runs/<recipe name>): final/ and best/ model directories, checkpoint/, "
+        "metrics.jsonl and results.json. SIGINT or SIGTERM saves a checkpoint and stops; --resume continues.",
+    )
+    parser.add_argument("recipe", help="recipe file, or a name in ./recipes/ (e.g. stsb)")
+    parser.add_argument("--output", metavar="DIR", help="output directory (default: runs/<recipe name>)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set train.lr=3e-5 --set data.train=PATH; a bare key means "
+        "train.KEY (--set max_steps=2); repeatable",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the results of the last stage as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from textsiamese.training import load_recipe, run_recipe
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    recipe = load_recipe(args.recipe, overrides)
+    results = run_recipe(recipe, output=args.output, resume=args.resume)
+    if not results:
+        return 0
+    last = results[-1]
+    if args.json:
+        print(json.dumps({k: v for k, v in last.to_dict().items() if k != "evaluations"}, default=str))
+    else:
+        for key in ("output", "steps", "stopped", "seconds", "best_step", "best", "final", "baseline"):
+            print(f"{key:>12}  {getattr(last, key)}")
+    if last.stopped == "interrupted":
+        print(f"interrupted: checkpoint saved in {last.output}/checkpoint; continue with --resume")
+        return 128 + int(signal.Signals[last.signal or "SIGINT"])
+    return 0

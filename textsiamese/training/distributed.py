@@ -1,0 +1,93 @@
+"""Data parallelism over ``torch.distributed``: process group set-up, gradient averaging, gathers.
+
+``torchrun --nproc-per-node N -m textsiamese.cli train RECIPE`` (or any launcher that sets ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``) starts N processes; each takes its slice
+of every global batch, and after each optimizer step's backward passes the gradients are averaged with one
+bucketed ``all_reduce``. That is what ``DistributedDataParallel`` does, done once per step rather than per
+backward pass so that gradient accumulation and the gradient cache (several backward passes per step) need
+no ``no_sync`` bookkeeping, and so that a loss with parameters of its own (``logistic``) is averaged too.
+NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the launcher's environment (0, 1, 0 when not launched)."""
+    return (
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def init_from_env(device: torch.device) -> bool:
+    """Join the process group the environment describes; True when this call created it."""
+    if dist.is_available() and dist.is_initialized():
+        return False
+    _, world, _ = env_world()
+    if world <= 1:
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the current process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter], world_size: int) -> None:
+    """Average ``.grad`` over all processes with one flattened ``all_reduce``."""
+    params = [p for p in parameters if p.requires_grad]
+    for p in params:
+        if p.grad is None:  # unused on this process this step; others may have used it
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def gather(tensor: torch.Tensor, world_size: int, with_grad: bool) -> list[torch.Tensor]:
+    """Every process's ``tensor`` (equal shapes), in rank order. With ``with_grad`` the gather is
+    differentiable: the gradient of each slice flows back to the process that produced it (summed over
+    the processes whose losses used it)."""
+    if world_size == 1:
+        return [tensor]
+    if with_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return list(all_gather(tensor))
+    parts = [torch.empty_like(tensor) for _ in range(world_size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return parts
+
+
+def any_flag(flag: bool, device: torch.device, world_size: int) -> bool:
+    """True on every process when ``flag`` is True on any (stop requests, non-finite losses)."""
+    if world_size == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+def barrier(world_size: int) -> None:
+    if world_size > 1:
+        dist.barrier()

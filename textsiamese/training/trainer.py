@@ -1,0 +1,701 @@
+"""The training loop: a plain torch loop over tokenized, length-bucketed batches.
+
+One optimizer step is: for each of ``grad_accumulation`` batches, encode (one forward pass for all texts a
+shared tower reads), compute the loss from the embeddings, backward; then average gradients across
+processes (data parallel), clip, step AdamW and the warmup + decay schedule. Every ``eval_every`` steps and at
+the end the dev evaluator runs; the best model by the dev metric is kept and early stopping can end the run.
+Checkpoints hold everything needed to continue exactly: model, optimizer, scheduler, RNG states, step and the
+data position (epoch, batch), written atomically.
+
+>>> trainer = Trainer(model, get_loss("cosent"), pairs, TrainConfig(epochs=1), "runs/x")  # doctest: +SKIP
+>>> result = trainer.train()                                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model
+
+from textsiamese.data import PairData, TripletData
+from textsiamese.errors import TextSiameseError
+from textsiamese.losses import SiameseLoss
+from textsiamese.model import WEIGHTS_FILE, SiameseModel
+from textsiamese.training import distributed as ddp
+from textsiamese.training.batches import TrainSet, build_train_set, plan_epoch
+from textsiamese.training.config import TrainConfig, lr_factor
+
+Evaluator = Callable[[SiameseModel], dict[str, Any]]
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainingError(TextSiameseError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not fit the run)."""
+
+
+@dataclass
+class TrainResult:
+    """What a run did: steps taken, why it stopped, the best and last dev evaluations, wall time."""
+
+    output: str
+    steps: int
+    total_steps: int
+    stopped: str  # completed | early_stopping | interrupted
+    seconds: float  # wall time of the whole run, earlier interrupted invocations included
+    best_step: int | None = None
+    best: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    examples_per_second: float = 0.0
+    signal: str | None = None
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Trainer:
+    """Fine-tune ``model`` with ``loss`` on ``data``; outputs go to ``output_dir``.
+
+    ``data`` is ``PairData``, ``TripletData`` or an already tokenized ``TrainSet``; its shape must suit the
+    loss family (see ``textsiamese.training.batches``). ``evaluator(model) -> dict`` runs on the dev data;
+    ``config.metric`` names the key that picks the best model. ``resume=True`` continues from
+    ``output_dir/checkpoint``.
+
+    Output directory: ``final/`` (model at the end), ``best/`` (best dev metric), ``checkpoint/``
+    (``model/`` + ``state.pt``), ``metrics.jsonl`` (one JSON object per log line and per evaluation) and, when
+    ``tensorboard`` is installed, TensorBoard event files under ``tensorboard/``.
+    """
+
+    def __init__(
+        self,
+        model: SiameseModel,
+        loss: SiameseLoss,
+        data: PairData | TripletData | TrainSet,
+        config: TrainConfig | None = None,
+        output_dir: str | Path = "runs/train",
+        evaluator: Evaluator | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.output = Path(output_dir)
+        self.loss_fn = loss
+        self.family = getattr(loss, "family", "")
+        self.evaluator = evaluator
+        self.resume = resume
+        cfg = self.config
+        if self.config.cache_batch_size is not None and self.family != "ranking":
+            raise TrainingError("train.cache_batch_size (gradient cache) works with ranking losses only")
+
+        _, world_size, local_rank = ddp.env_world()
+        if cfg.device:
+            self.device = torch.device(cfg.device)
+        elif torch.cuda.is_available():
+            self.device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+        else:
+            self.device = torch.device("cpu")
+        self._own_group = ddp.init_from_env(self.device)
+        self.rank, self.world_size = ddp.world()
+        self.is_main = self.rank == 0
+
+        self.model = model.to(self.device)
+        self.loss_fn.to(self.device)
+        if isinstance(data, TrainSet):
+            self.data = data
+        else:
+            self.data = build_train_set(
+                model, data, self.family, getattr(loss, "name", ""), hard_negatives=cfg.hard_negatives
+            )
+        if self.data.family != self.family:
+            raise TrainingError(
+                f"training data was prepared for a {self.data.family} loss, not {self.family}"
+            )
+        if self.data.truncated and self.is_main:
+            print(
+                f"note: {self.data.truncated} training texts were longer than the tower's maximum and were "
+                "truncated",
+                flush=True,
+            )
+        self._lengths = self.data.lengths()
+        self._keys = [self.data.keys(i) for i in range(len(self.data))] if self.family == "ranking" else None
+        self.global_batch = cfg.batch_size * self.world_size
+        batches_per_epoch = len(self._plan(0))
+        if batches_per_epoch == 0:
+            raise TrainingError(
+                f"{len(self.data)} examples make no full batch of {self.global_batch} across "
+                f"{self.world_size} processes"
+            )
+        self.batches_per_epoch = batches_per_epoch
+        self.total_steps = cfg.max_steps or max(
+            1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accumulation)
+        )
+        self.warmup = (
+            cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * self.total_steps)
+        )
+        self.params = [p for p in [*self.model.parameters(), *self.loss_fn.parameters()] if p.requires_grad]
+        decay = [p for p in self.params if p.dim() >= 2]
+        no_decay = [p for p in self.params if p.dim() < 2]
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            **fused,  # type: ignore[arg-type]
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.warmup, self.total_steps, cfg.schedule)
+        )
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda" and cfg.bf16
+            else nullcontext()
+        )
+        # Position: optimizer steps done, and the next batch to read (epoch, index in that epoch's plan).
+        self.step = 0
+        self.epoch = 0
+        self.batch_index = 0
+        self.best_metric: float | None = None
+        self.best_step: int | None = None
+        self.bad_evaluations = 0
+        self.evaluations: list[dict[str, Any]] = []
+        self.baseline: dict[str, Any] | None = None
+        self._signal: int | None = None
+        self._nonfinite: str | None = None
+        self._tensorboard: Any = None
+        self._seconds_before = 0.0  # wall time of earlier (interrupted) invocations of this run
+        self._started = time.perf_counter()
+
+    # ------------------------------------------------------------------ batches and encoding
+
+    def _plan(self, epoch: int) -> list[list[int]]:
+        return plan_epoch(
+            self._lengths,
+            self.global_batch,
+            self.config.seed,
+            epoch,
+            keys=self._keys,
+            drop_last=self.world_size > 1,
+        )
+
+    def _local(self, batch: list[int]) -> list[int]:
+        """This process's slice of a global batch."""
+        if self.world_size == 1:
+            return batch
+        size = self.config.batch_size
+        return batch[self.rank * size : (self.rank + 1) * size]
+
+    def embed(self, parts: Sequence[tuple[str, Sequence[Sequence[int]]]]) -> list[torch.Tensor]:
+        """Embeddings of each (role, token ids) part, in order. Parts read by the same tower go through it
+        in one forward pass (both sides of a shared-tower batch are one batch)."""
+        by_tower: dict[str, list[int]] = {}
+        for position, (role, _) in enumerate(parts):
+            by_tower.setdefault(self.model.roles[role], []).append(position)
+        out: list[torch.Tensor | None] = [None] * len(parts)
+        for name, positions in by_tower.items():
+            ids = [row for p in positions for row in parts[p][1]]
+            features = self.model.towers[name].collate(ids)  # type: ignore[operator]
+            features = {k: v.to(self.device, non_blocking=True) for k, v in features.items()}
+            with self.autocast:
+                vectors = self.model.towers[name](features)
+            vectors = vectors.float()
+            if self.model.normalize:
+                vectors = F.normalize(vectors, dim=-1)
+            start = 0
+            for p in positions:
+                n = len(parts[p][1])
+                out[p] = vectors[start : start + n]
+                start += n
+        return [v for v in out if v is not None]
+
+    def _column_ids(self, indices: Sequence[int]) -> list[tuple[str, list[list[int]]]]:
+        return [(c.role, [c.ids[i] for i in indices]) for c in self.data.columns]
+
+    def batch_loss(self, indices: Sequence[int]) -> torch.Tensor:
+        """The loss of one (local) batch, with the graph for backward. Ranking losses see the in-batch
+        negatives of all processes."""
+        parts = self._column_ids(indices)
+        family = self.family
+        if family == "ranking":
+            query, documents = self.embed([parts[0], (parts[1][0], [r for p in parts[1:] for r in p[1]])])
+            queries, docs = self._gather_ranking(query, documents, with_grad=True)
+            return self.loss_fn(queries, docs)
+        vectors = self.embed(parts)
+        if family == "pair":
+            assert self.data.labels is not None
+            return self.loss_fn(vectors[0], vectors[1], self.data.labels[list(indices)].to(self.device))
+        if family == "triplet":
+            return self.loss_fn(*vectors)
+        assert self.data.labels is not None  # labelled: both texts of pair i are class i
+        labels = self.data.labels[list(indices)].to(self.device)
+        return self.loss_fn(torch.cat(vectors), torch.cat([labels, labels]))
+
+    def _gather_ranking(
+        self, queries: torch.Tensor, documents: torch.Tensor, with_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All processes' queries and documents, laid out as one global batch: queries in rank order;
+        documents as the global positives, then each block of hard negatives in global query order."""
+        if self.world_size == 1:
+            return queries, documents
+        n = queries.shape[0]
+        all_queries = torch.cat(ddp.gather(queries, self.world_size, with_grad))
+        doc_parts = ddp.gather(documents, self.world_size, with_grad)
+        blocks = documents.shape[0] // n
+        ordered = [part[k * n : (k + 1) * n] for k in range(blocks) for part in doc_parts]
+        return all_queries, torch.cat(ordered)
+
+    def _cached_ranking_backward(self, indices: Sequence[int], scale: float) -> float:
+        """Gradient cache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
+        Limited Setup"): embed the whole batch without a graph in chunks of ``cache_batch_size`` texts, take
+        the loss and its gradient with respect to the embeddings, then re-run each chunk with a graph (same
+        dropout, by replaying the RNG) and back-propagate that chunk's embedding gradient. Memory is one
+        chunk's activations; gradients equal the uncached ones."""
+        chunk = int(self.config.cache_batch_size or 1)
+        parts = self._column_ids(indices)
+        query_ids = parts[0][1]
+        doc_ids = [row for p in parts[1:] for row in p[1]]
+        jobs = [("query", query_ids[i : i + chunk]) for i in range(0, len(query_ids), chunk)]
+        jobs += [("document", doc_ids[i : i + chunk]) for i in range(0, len(doc_ids), chunk)]
+        states = []
+        outputs = []
+        with torch.no_grad():
+            for role, ids in jobs:
+                states.append(self._rng_state())
+                outputs.append(self.embed([(role, ids)])[0])
+        after = self._rng_state()
+        n_query_jobs = math.ceil(len(query_ids) / chunk)
+        queries = torch.cat(outputs[:n_query_jobs])
+        documents = torch.cat(outputs[n_query_jobs:])
+        all_q, all_d = self._gather_ranking(queries, documents, with_grad=False)
+        all_q = all_q.detach().requires_grad_(True)
+        all_d = all_d.detach().requires_grad_(True)
+        loss = self.loss_fn(all_q, all_d)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value
+        (loss * scale).backward()
+        assert all_q.grad is not None and all_d.grad is not None
+        n, w, r = queries.shape[0], self.world_size, self.rank
+        # The loss is the global one on every process and gradients are averaged over processes, so each
+        # process back-propagates w times its own slice (as a differentiable all_gather would).
+        grad_q = all_q.grad[r * n : (r + 1) * n] * w
+        blocks = documents.shape[0] // n
+        grad_d = torch.cat([all_d.grad[(k * w + r) * n : (k * w + r + 1) * n] for k in range(blocks)]) * w
+        grads = list(grad_q.split(chunk)) + list(grad_d.split(chunk))
+        for (role, ids), state, grad in zip(jobs, states, grads, strict=True):
+            self._set_rng_state(state)
+            vectors = self.embed([(role, ids)])[0]
+            vectors.backward(grad)
+        self._set_rng_state(after)
+        return value
+
+    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def _set_rng_state(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> TrainResult:
+        """Run to ``total_steps`` (or early stop / interruption) and write the outputs."""
+        cfg = self.config
+        self._started = time.perf_counter()
+        if self.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+        ddp.barrier(self.world_size)
+        if self.resume:
+            self._load_checkpoint()
+        else:
+            torch.manual_seed(cfg.seed + self.rank)
+        self._open_tensorboard()
+        if cfg.eval_at_start and self.evaluator is not None and self.step == 0 and self.baseline is None:
+            self.baseline = self._evaluate(record=False)
+            self._log({"step": 0, "baseline": self.baseline})
+        progress = self._progress()
+        stopped = "completed"
+        examples = 0
+        window_loss: list[float] = []
+        window_start = time.perf_counter()
+        window_examples = 0
+        self.model.train()
+        self.loss_fn.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._signals():
+            while self.step < self.total_steps:
+                step_loss = 0.0
+                for _ in range(cfg.grad_accumulation):
+                    indices = self._next_batch()
+                    value = self._backward(indices)
+                    step_loss += value / cfg.grad_accumulation
+                    n = len(indices) * self.world_size
+                    examples += n
+                    window_examples += n
+                    if not math.isfinite(value):
+                        self._nonfinite = f"loss is {value}"
+                        break
+                grad_norm = self._optimizer_step()
+                if ddp.any_flag(self._nonfinite is not None, self.device, self.world_size):
+                    self._fail_nonfinite(self._nonfinite or "loss is not finite on another process")
+                self.step += 1
+                window_loss.append(step_loss)
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    elapsed = max(1e-9, time.perf_counter() - window_start)
+                    record = {
+                        "step": self.step,
+                        "epoch": round(self.epoch + self.batch_index / self.batches_per_epoch, 4),
+                        "loss": sum(window_loss) / len(window_loss),
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "grad_norm": grad_norm,
+                        "examples_per_s": window_examples / elapsed,
+                    }
+                    self._log(record)
+                    progress.set_postfix(
+                        loss=f"{record['loss']:.4f}",
+                        lr=f"{record['lr']:.2e}",
+                        pairs_s=f"{record['examples_per_s']:.1f}",
+                    )
+                    window_loss, window_examples, window_start = [], 0, time.perf_counter()
+                progress.update(1)
+                evaluated = False
+                if self.evaluator is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
+                    evaluated = True
+                    if self._evaluate_and_track():
+                        stopped = "early_stopping"
+                every = cfg.checkpoint_every or cfg.eval_every
+                if (every and self.step % every == 0) or evaluated:
+                    self.save_checkpoint()
+                if stopped != "completed":
+                    break
+                if ddp.any_flag(self._signal is not None, self.device, self.world_size):
+                    stopped = "interrupted"
+                    self.save_checkpoint()
+                    break
+        progress.close()
+        final = None
+        if stopped != "interrupted":
+            if self.evaluator is not None:
+                last = self.evaluations[-1] if self.evaluations else None
+                if last is not None and last["step"] == self.step:
+                    final = last["metrics"]
+                else:
+                    self._evaluate_and_track()
+                    final = self.evaluations[-1]["metrics"]
+            self.save_checkpoint()
+            if self.is_main:
+                self.model.save(self.output / "final")
+        seconds = self._seconds_before + time.perf_counter() - self._started
+        best = next((e["metrics"] for e in self.evaluations if e["step"] == self.best_step), None)
+        result = TrainResult(
+            output=str(self.output),
+            steps=self.step,
+            total_steps=self.total_steps,
+            stopped=stopped,
+            seconds=round(seconds, 2),
+            best_step=self.best_step,
+            best=best,
+            final=final,
+            baseline=self.baseline,
+            examples_per_second=round(examples / max(time.perf_counter() - self._started, 1e-9), 2),
+            signal=signal.Signals(self._signal).name if self._signal else None,
+            evaluations=list(self.evaluations),
+        )
+        if self.is_main:
+            self._log(
+                {
+                    "step": self.step,
+                    "result": {k: v for k, v in result.to_dict().items() if k != "evaluations"},
+                }
+            )
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        ddp.barrier(self.world_size)
+        return result
+
+    def _next_batch(self) -> list[int]:
+        """The next local batch; epochs roll over (the plan of each epoch is recomputed from the seed)."""
+        plan = self._current_plan()
+        if self.batch_index >= len(plan):
+            self.epoch += 1
+            self.batch_index = 0
+            plan = self._current_plan()
+        batch = plan[self.batch_index]
+        self.batch_index += 1
+        return self._local(batch)
+
+    _plan_cache: tuple[int, list[list[int]]] | None = None
+
+    def _current_plan(self) -> list[list[int]]:
+        if self._plan_cache is None or self._plan_cache[0] != self.epoch:
+            self._plan_cache = (self.epoch, self._plan(self.epoch))
+        return self._plan_cache[1]
+
+    def _backward(self, indices: Sequence[int]) -> float:
+        scale = 1.0 / self.config.grad_accumulation
+        if self.config.cache_batch_size is not None:
+            return self._cached_ranking_backward(indices, scale)
+        loss = self.batch_loss(indices)
+        value = float(loss.detach())
+        if math.isfinite(value):
+            (loss * scale).backward()
+        return value
+
+    def _optimizer_step(self) -> float | None:
+        if self._nonfinite is not None and self.world_size == 1:
+            return None
+        if self.world_size > 1:
+            ddp.average_gradients(self.params, self.world_size)
+        norm: float | None = None
+        if self.config.max_grad_norm:
+            total = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            norm = float(total)
+            if not math.isfinite(norm):
+                self._nonfinite = f"gradient norm is {norm}"
+        if self._nonfinite is None:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def _fail_nonfinite(self, what: str) -> None:
+        checkpoint = self.output / CHECKPOINT_DIR
+        kept = (
+            f"the last good checkpoint is {checkpoint} (resume with --resume, e.g. with a lower learning rate)"
+            if (checkpoint / STATE_FILE).is_file()
+            else "no checkpoint was written before it"
+        )
+        message = (
+            f"training stopped at step {self.step + 1} (epoch {self.epoch}, batch {self.batch_index}): "
+            f"{what}; nothing of this step was applied and {kept}"
+        )
+        if self.is_main:
+            self._log({"step": self.step + 1, "error": message})
+        raise TrainingError(message)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _evaluate(self, record: bool = True) -> dict[str, Any]:
+        """Run the evaluator on the main process and share its result with the others."""
+        metrics: dict[str, Any] = {}
+        if self.is_main and self.evaluator is not None:
+            metrics = dict(self.evaluator(self.model))
+        if self.world_size > 1:
+            holder = [metrics]
+            torch.distributed.broadcast_object_list(holder, src=0)
+            metrics = holder[0]
+        self.model.train()
+        return metrics
+
+    def _evaluate_and_track(self) -> bool:
+        """Evaluate, keep the best model, and say whether early stopping should end the run."""
+        cfg = self.config
+        metrics = self._evaluate()
+        self.evaluations.append({"step": self.step, "metrics": metrics})
+        self._log({"step": self.step, "eval": metrics})
+        if self._tensorboard is not None:
+            for key, value in metrics.items():
+                if isinstance(value, float):
+                    self._tensorboard.add_scalar(f"dev/{key}", value, self.step)
+        metric = cfg.metric
+        if metric is None:
+            return False
+        if metric not in metrics:
+            raise TrainingError(f"dev metric {metric!r} is not among the evaluator's {sorted(metrics)}")
+        value = float(metrics[metric])
+        better = self.best_metric is None or (
+            value > self.best_metric if cfg.greater_is_better else value < self.best_metric
+        )
+        if better:
+            self.best_metric, self.best_step, self.bad_evaluations = value, self.step, 0
+            if self.is_main:
+                self.model.save(self.output / "best")
+        else:
+            self.bad_evaluations += 1
+        ddp.barrier(self.world_size)
+        return cfg.patience is not None and self.bad_evaluations >= cfg.patience
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Write ``output/checkpoint`` (model + optimizer, scheduler, RNG, position), atomically."""
+        target = self.output / CHECKPOINT_DIR
+        if self.is_main:
+            staging = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=self.output))
+            try:
+                self.model.save(staging / "model")
+                state = {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "batch_index": self.batch_index,
+                    "total_steps": self.total_steps,
+                    "world_size": self.world_size,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "loss": self.loss_fn.state_dict(),
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                    "best_metric": self.best_metric,
+                    "best_step": self.best_step,
+                    "bad_evaluations": self.bad_evaluations,
+                    "evaluations": json.dumps(self.evaluations),
+                    "baseline": json.dumps(self.baseline),
+                    "config": json.dumps(self.config.to_dict()),
+                    "seconds": self._seconds_before + time.perf_counter() - self._started,
+                }
+                torch.save(state, staging / STATE_FILE)
+                _replace_directory(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        ddp.barrier(self.world_size)
+        return target
+
+    def _load_checkpoint(self) -> None:
+        source = self.output / CHECKPOINT_DIR
+        if not (source / STATE_FILE).is_file():
+            raise TrainingError(f"--resume: no checkpoint in {source}")
+        state = torch.load(source / STATE_FILE, map_location="cpu", weights_only=True)
+        if state["world_size"] != self.world_size and self.is_main:
+            print(
+                f"note: checkpoint written by {state['world_size']} processes, resuming with "
+                f"{self.world_size}; batches differ from an uninterrupted run",
+                flush=True,
+            )
+        if state["total_steps"] != self.total_steps:
+            raise TrainingError(
+                f"--resume: the checkpoint's run has {state['total_steps']} steps, this one {self.total_steps}; "
+                "resume with the same recipe and options"
+            )
+        load_model(
+            self.model.towers, str(source / "model" / WEIGHTS_FILE), strict=True, device=str(self.device)
+        )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.step, self.epoch, self.batch_index = state["step"], state["epoch"], state["batch_index"]
+        self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+        self.bad_evaluations = state["bad_evaluations"]
+        self.evaluations = json.loads(state["evaluations"])
+        self.baseline = json.loads(state["baseline"])
+        self._seconds_before = float(state.get("seconds", 0.0))
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        if self.is_main:
+            print(f"resumed from {source} at step {self.step} of {self.total_steps}", flush=True)
+
+    # ------------------------------------------------------------------ logging, progress, signals
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        record = {"time": round(time.time(), 3), **record}
+        with open(self.output / METRICS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=_jsonable) + "\n")
+        if self._tensorboard is not None and "loss" in record:
+            for key in ("loss", "lr", "examples_per_s"):
+                self._tensorboard.add_scalar(f"train/{key}", record[key], record["step"])
+
+    def _open_tensorboard(self) -> None:
+        if not self.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self._tensorboard = SummaryWriter(str(self.output / "tensorboard"))
+
+    def _progress(self) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not (self.config.progress and self.is_main),
+            dynamic_ncols=True,
+        )
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT / SIGTERM ask the loop to save a checkpoint and stop after the current step; a second
+        SIGINT stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = signum
+            if self.is_main:
+                print(
+                    f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
+                    "(again to stop at once)",
+                    flush=True,
+                )
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def close(self) -> None:
+        """Leave the process group this trainer created (if any)."""
+        if self._own_group and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def machine_description() -> str:
+    """A short description of the machine a run used (for results files and the recipes table)."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPU cores (torch threads {torch.get_num_threads()})"
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.replace(target, backup / "old")
+    os.replace(staging, target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
