@@ -22,6 +22,19 @@ from textsiamese.errors import ModelError
 from textsiamese.model import SiameseModel
 from textsiamese.towers import TransformerTower
 
+# Files that hold pickled tensors (torch.save and friends): never opened.
+_PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+
+# Any one of these carries a Hugging Face tokenizer's vocabulary.
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
 _ST_POOLING_MODES = {
     "pooling_mode_mean_tokens": "mean",
     "pooling_mode_cls_token": "cls",
@@ -57,17 +70,66 @@ def load(
         raise ModelError(f"{directory}: no such model directory")
     if not directory.is_dir():
         raise ModelError(f"{directory}: expected a model directory, got a file")
+    if (directory / "config.json").is_file():
+        _read_json(directory / "config.json")  # unreadable or not JSON: say so, not "no tokenizer"
     if ModelConfig.is_native(directory):
+        _check_native(directory)
         model = SiameseModel.from_directory(directory)
     elif (directory / "modules.json").is_file():
         model = _load_sentence_transformers(directory, trust_remote_code)
     elif (directory / "config.json").is_file():
+        _check_weights(directory)
+        _check_tokenizer(directory)
         model = SiameseModel(TransformerTower.from_pretrained(directory, trust_remote_code=trust_remote_code))
     else:
         raise ModelError(f"{directory}: not a model directory (no config.json or modules.json)")
     model.source = str(directory)
     model.eval()
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _check_weights(directory: Path, expected: str = "model.safetensors") -> None:
+    """Refuse a directory whose weights are only pickled (``pytorch_model.bin`` …) or absent.
+
+    Unpickling a file can run any code in it, so pickled weights are never opened, not even to convert them.
+    """
+    if (directory / expected).is_file() or (directory / f"{expected}.index.json").is_file():
+        return
+    pickled = sorted(
+        path.name
+        for path in directory.iterdir()
+        if path.is_file() and (path.suffix in _PICKLE_SUFFIXES or path.name.endswith(".bin.index.json"))
+    )
+    if pickled:
+        raise ModelError(
+            f"{directory}: holds only pickled weights ({', '.join(pickled)}), which are refused because loading "
+            f"them can run code; convert them to {expected} with safetensors where you trust the file"
+        )
+    raise ModelError(f"{directory}: {expected} is missing (no weights)")
+
+
+def _check_native(directory: Path) -> None:
+    """A textsiamese directory: weights present (and not pickled), and every tower's assets folder there."""
+    from textsiamese.model import WEIGHTS_FILE
+
+    _check_weights(directory, WEIGHTS_FILE)
+    config = ModelConfig.from_file(directory / "config.json")
+    for name, tower in config.towers.items():
+        assets = directory / "towers" / name
+        if not assets.is_dir():
+            raise ModelError(f"{directory}: towers/{name}/ is missing (the tower's tokenizer or vocabulary)")
+        if tower.get("kind") == "transformer":
+            if not (assets / "config.json").is_file():
+                raise ModelError(f"{assets}: config.json (the encoder's architecture) is missing")
+            _check_tokenizer(assets)
+
+
+def _check_tokenizer(directory: Path) -> None:
+    """A Hugging Face tokenizer needs its vocabulary; without it transformers quietly builds an empty one."""
+    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelError(
+            f"{directory}: no tokenizer vocabulary (expected one of {', '.join(_TOKENIZER_FILES)})"
+        )
 
 
 def _read_json(path: Path) -> Any:
@@ -87,6 +149,10 @@ def _load_sentence_transformers(directory: Path, trust_remote_code: bool) -> Sia
             "expected Transformer + Pooling [+ Normalize]"
         )
     transformer_dir = directory / modules[0].get("path", "")
+    if not transformer_dir.is_dir():
+        raise ModelError(f"{transformer_dir}: the Transformer module's folder is missing")
+    _check_weights(transformer_dir)
+    _check_tokenizer(transformer_dir)
     settings: dict[str, Any] = {}
     for name in ("sentence_bert_config.json",):
         if (transformer_dir / name).is_file():

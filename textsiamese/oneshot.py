@@ -223,7 +223,12 @@ class OneShotClassifier:
             if target.exists():
                 backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
                 os.replace(target, backup / "set")
-                os.replace(staging, target)
+                try:
+                    os.replace(staging, target)
+                except BaseException:
+                    os.replace(backup / "set", target)  # put the previous set back (kept if this fails)
+                    shutil.rmtree(backup, ignore_errors=True)
+                    raise
                 shutil.rmtree(backup, ignore_errors=True)
             else:
                 os.replace(staging, target)

@@ -2,16 +2,19 @@
 
 Each sub-command lives in its own module under ``textsiamese.cli`` and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Errors a
-user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; ``--debug`` shows the
-traceback instead.
+user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; an operating-system
+error (disk full, permission denied) prints one line and exits with status 1; ``--debug`` shows the traceback
+instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from textsiamese.errors import TextSiameseError
 
@@ -53,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status = int(args.func(args) or 0)
+        with _one_line_warnings(args.command, args.debug):
+            status = int(args.func(args) or 0)
     except TextSiameseError as error:
         if args.debug:
             raise
@@ -66,7 +70,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our stdout went away (e.g. `| head`); that is not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as error:
+        # Disk full, permission denied, … while writing: one line, exit status 1. Files are written under a
+        # temporary name and renamed, so whatever was there before is intact.
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"textsiamese {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     return status
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str, debug: bool) -> Iterator[None]:
+    """Show each warning (e.g. the truncation count) as one ``textsiamese CMD: warning: …`` line on stderr.
+
+    A message repeated word for word (the same texts encoded twice, e.g. for a report) is shown once.
+    """
+    if debug:
+        yield
+        return
+    seen: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"textsiamese {command}: warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
 
 
 if __name__ == "__main__":

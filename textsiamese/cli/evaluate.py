@@ -22,7 +22,8 @@ from textsiamese.cli.common import (
     parse_columns,
     read_pair_input,
 )
-from textsiamese.errors import ConfigError
+from textsiamese.data import PairData
+from textsiamese.errors import ConfigError, InputError
 
 TASKS = ("sts", "classification", "retrieval", "triplet")
 
@@ -112,10 +113,22 @@ def _pair_pca(
     }
 
 
+def _check_correlatable(pairs: PairData) -> None:
+    """A correlation needs two pairs and gold scores that vary; say so before loading a model."""
+    if len(pairs) < 2:
+        raise InputError(pairs.source, f"STS correlation needs at least two pairs, the file has {len(pairs)}")
+    assert pairs.scores is not None
+    if min(pairs.scores) == max(pairs.scores):
+        raise InputError(
+            pairs.source, f"every gold score is {pairs.scores[0]:g}; a correlation with them is undefined"
+        )
+
+
 def _run_sts(args: argparse.Namespace) -> dict[str, Any]:
     from textsiamese.evaluation import evaluate_sts
 
     pairs = read_pair_input(args, args.data, need="score")
+    _check_correlatable(pairs)
     model = load_model(args)
     metrics = _metrics(args) or [model.similarity_metric]
     result: dict[str, Any] = evaluate_sts(

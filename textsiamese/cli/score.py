@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import IO, Any
@@ -139,13 +141,17 @@ def run(args: argparse.Namespace) -> int:
     progress = _progress(show)
     header: list[str] | None = None
     writer: _RowWriter | None = None
+    truncation = _TruncationCount()
     target = nullcontext(sys.stdout) if to_stdout else atomic_open(args.output)
     try:
         with target as handle:
             for pairs in _prepend(first, chunks):
-                scores = model.similarity(
-                    pairs.sentence1, pairs.sentence2, metric=metric, batch_size=args.batch_size
-                )
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    scores = model.similarity(
+                        pairs.sentence1, pairs.sentence2, metric=metric, batch_size=args.batch_size
+                    )
+                truncation.add(caught, 2 * len(pairs))
                 columns, rows = pairs.as_table()
                 if header is None:
                     header = columns
@@ -166,7 +172,42 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(len(pairs))
     finally:
         progress.close()
+        truncation.report()
     return 0
+
+
+_TRUNCATED = re.compile(r"^(\d+) of (\d+) texts were longer than (\d+) tokens")
+
+
+class _TruncationCount:
+    """Adds up the per-chunk truncation warnings of ``encode`` so a streamed file gets one warning in all."""
+
+    def __init__(self) -> None:
+        self.truncated = 0
+        self.texts = 0
+        self.limits: list[int] = []
+
+    def add(self, caught: list[warnings.WarningMessage], texts: int) -> None:
+        self.texts += texts
+        for record in caught:
+            match = _TRUNCATED.match(str(record.message))
+            if match is None:  # not a truncation count: pass it on as it came
+                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+                continue
+            self.truncated += int(match.group(1))
+            if int(match.group(3)) not in self.limits:
+                self.limits.append(int(match.group(3)))
+
+    def report(self) -> None:
+        from textsiamese.model import TruncationWarning
+
+        if self.truncated:
+            limits = " or ".join(str(limit) for limit in sorted(self.limits))
+            warnings.warn(
+                f"{self.truncated} of {self.texts} texts were longer than {limits} tokens and were truncated",
+                TruncationWarning,
+                stacklevel=2,
+            )
 
 
 def _prepend(first: PairData, rest: Iterator[PairData]) -> Iterator[PairData]:

