@@ -142,3 +142,29 @@ def test_default_model_reproduces_its_reference_embeddings(default_model: Siames
 def test_default_model_saved_natively_round_trips(tmp_path: Path, default_model: SiameseModel) -> None:
     loaded = assert_round_trip(default_model, tmp_path / "minilm")
     assert loaded.tower("query").config()["max_length"] == 256
+
+
+def test_failed_swap_puts_the_previous_model_back(
+    tmp_path: Path, tiny_transformer, tiny_lstm, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import errno
+    import os
+
+    from textsiamese.data import writers
+
+    SiameseModel(tiny_transformer).save(tmp_path / "m")
+    real_replace = os.replace
+    calls = []
+
+    def replace_failing_on_the_second_call(src, dst):  # type: ignore[no-untyped-def]
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(writers.os, "replace", replace_failing_on_the_second_call)
+    with pytest.raises(OSError):
+        SiameseModel(tiny_lstm).save(tmp_path / "m")
+    monkeypatch.setattr(writers.os, "replace", real_replace)
+    assert textsiamese.load(tmp_path / "m").tower("query").kind == "transformer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -233,7 +233,7 @@ def test_calibrate_in_place_disk_full_keeps_the_model(
 def test_enrolled_set_survives_a_failed_save(
     tmp_path: Path, tiny_lstm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import textsiamese.oneshot
+    import textsiamese.data.writers
 
     model = textsiamese.SiameseModel(tiny_lstm)
     target = tmp_path / "refs"
@@ -255,7 +255,7 @@ def test_enrolled_set_survives_a_failed_save(
             _enospc()
         real_replace(source, destination)
 
-    monkeypatch.setattr(textsiamese.oneshot.os, "replace", second_rename_fails)
+    monkeypatch.setattr(textsiamese.data.writers.os, "replace", second_rename_fails)
     with pytest.raises(OSError, match="No space left"):
         matcher.save(target)
     monkeypatch.undo()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
-import os
 import shutil
 import tempfile
 import warnings
@@ -29,6 +28,7 @@ from torch import nn
 
 from textsiamese.accelerate import autocast_for, check_precision, quantize_dynamic_int8, weights_version
 from textsiamese.config import ROLES, ModelConfig
+from textsiamese.data.writers import replace_directory
 from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, ModelError
 from textsiamese.towers import LSTMTower, Tower, TransformerTower, tower_class
@@ -267,7 +267,7 @@ class SiameseModel(nn.Module):
                 tower.save_assets(staging / "towers" / name)  # type: ignore[operator]
             save_model(self.towers, str(staging / WEIGHTS_FILE))
             (staging / CONFIG_FILE).write_text(self.config().to_json(), "utf-8")
-            _replace_directory(staging, target)
+            replace_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -411,17 +411,6 @@ def _encode_into(
             if staged is not None:
                 output[chunk.start + chunk.order] = staged.cpu().numpy()
     return truncated
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``; an existing ``target`` is swapped out and removed only afterwards."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.replace(target, backup / "model")
-    os.replace(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _short(error: BaseException) -> str:

@@ -22,7 +22,6 @@ different model is refused: its vectors would not be comparable.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from textsiamese.data.writers import replace_directory
 from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, InputError, ModelError
 
@@ -220,18 +220,7 @@ class OneShotClassifier:
         try:
             np.save(staging / VECTORS_FILE, self.embeddings, allow_pickle=False)
             (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), "utf-8")
-            if target.exists():
-                backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-                os.replace(target, backup / "set")
-                try:
-                    os.replace(staging, target)
-                except BaseException:
-                    os.replace(backup / "set", target)  # put the previous set back (kept if this fails)
-                    shutil.rmtree(backup, ignore_errors=True)
-                    raise
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(staging, target)
+            replace_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -62,3 +63,25 @@ def write_rows(
         return
     with atomic_open(path) as handle:
         format_rows(columns, rows, fmt or guess_format(path), handle)
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Move a fully written ``staging`` directory to ``target``, replacing any directory already there.
+
+    The old ``target`` is moved aside first and removed only once the new one is in place; if the second
+    rename fails, the old directory is put back. (POSIX has no atomic swap of two non-empty directories, so
+    a process killed between the two renames leaves the old copy in a hidden ``.<name>.old.*`` folder
+    beside ``target`` rather than under its name.)
+    """
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.replace(target, backup / "previous")
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(backup / "previous", target)
+        shutil.rmtree(backup, ignore_errors=True)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)

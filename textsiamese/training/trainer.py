@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model
 
 from textsiamese.data import PairData, TripletData
+from textsiamese.data.writers import replace_directory
 from textsiamese.errors import TextSiameseError
 from textsiamese.losses import SiameseLoss
 from textsiamese.model import WEIGHTS_FILE, SiameseModel
@@ -564,7 +565,7 @@ class Trainer:
                     "seconds": self._seconds_before + time.perf_counter() - self._started,
                 }
                 torch.save(state, staging / STATE_FILE)
-                _replace_directory(staging, target)
+                replace_directory(staging, target)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -683,16 +684,6 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} CPU cores (torch threads {torch.get_num_threads()})"
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.replace(target, backup / "old")
-    os.replace(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _jsonable(value: Any) -> Any:
