@@ -8,10 +8,9 @@ Bytes are decoded line by line, so an invalid UTF-8 byte is still reported with 
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -21,9 +20,10 @@ from textsiamese.data.tables import (
     Row,
     Table,
     _check_header,
-    _json_cell,
     column_list,
     guess_format,
+    jsonl_rows,
+    tsv_records,
 )
 from textsiamese.errors import InputError
 
@@ -83,28 +83,6 @@ def _csv_records(source: str, lines: Iterator[tuple[int, str]]) -> Iterator[tupl
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 
 
-def _tsv_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
-    for number, line in lines:
-        line = line.removesuffix("\n").removesuffix("\r")
-        if line.strip():
-            yield number, line.split("\t")
-
-
-def _jsonl_rows(source: str, lines: Iterable[tuple[int, str]]) -> Iterator[Row]:
-    for number, line in lines:
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(
-                source, f"invalid JSON ({error.msg}, character {error.colno})", line=number
-            ) from None
-        if not isinstance(record, dict):
-            raise InputError(source, "expected a JSON object per line", line=number)
-        yield Row(number, {str(k): _json_cell(v) for k, v in record.items()})
-
-
 def iter_table_chunks(
     path: str | Path, format: str | None = None, chunk_rows: int = 4096, errors: str = "strict"
 ) -> Iterator[Table]:
@@ -119,10 +97,10 @@ def iter_table_chunks(
         lines = _decoded_lines(source, handle, errors)
         rows: Iterator[Row]
         if fmt == "jsonl":
-            rows = _jsonl_rows(source, lines)
+            rows = jsonl_rows(source, lines)
             header: list[str] = []
         else:
-            records = _csv_records(source, lines) if fmt == "csv" else _tsv_records(lines)
+            records = _csv_records(source, lines) if fmt == "csv" else tsv_records(lines)
             try:
                 _, first = next(records)
             except StopIteration:

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,14 +117,19 @@ def read_table(
     text = read_text(path, errors=errors)
     if fmt == "jsonl":
         return _read_jsonl(source, text)
-    records = _csv_records(source, text) if fmt == "csv" else _tsv_records(text)
+    records = _csv_records(source, text) if fmt == "csv" else tsv_records(numbered_lines(text))
     return _records_to_table(source, records, header, allow_extra_cells)
 
 
-def _tsv_records(text: str) -> Iterator[tuple[int, list[str]]]:
-    # split("\n") rather than splitlines(): the latter also breaks on \x0b, \x1c, U+2028 inside texts.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
+def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) pairs; split on \n only: splitlines() also breaks on \x0b, \x1c, U+2028."""
+    return enumerate(text.split("\n"), start=1)
+
+
+def tsv_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank numbered lines split on tabs (no quoting), line endings dropped."""
+    for number, line in lines:
+        line = line.removesuffix("\n").removesuffix("\r")
         if line.strip():
             yield number, line.split("\t")
 
@@ -179,10 +184,9 @@ def _check_header(source: str, header: list[str]) -> None:
         seen.add(name)
 
 
-def _read_jsonl(source: str, text: str) -> Table:
-    rows: list[Row] = []
-    columns: dict[str, None] = {}
-    for number, line in enumerate(text.split("\n"), start=1):
+def jsonl_rows(source: str, lines: Iterable[tuple[int, str]]) -> Iterator[Row]:
+    """One ``Row`` per non-blank numbered line holding a JSON object; anything else is an ``InputError``."""
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -193,11 +197,16 @@ def _read_jsonl(source: str, text: str) -> Table:
             ) from None
         if not isinstance(record, dict):
             raise InputError(source, "expected a JSON object per line", line=number)
-        cells = {str(key): _json_cell(value) for key, value in record.items()}
-        columns.update(dict.fromkeys(cells))
-        rows.append(Row(number, cells))
+        yield Row(number, {str(key): _json_cell(value) for key, value in record.items()})
+
+
+def _read_jsonl(source: str, text: str) -> Table:
+    rows = list(jsonl_rows(source, numbered_lines(text)))
     if not rows:
         raise InputError(source, "file is empty")
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row.cells))
     return Table(source, list(columns), rows)
 
 
