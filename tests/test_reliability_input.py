@@ -585,3 +585,95 @@ def test_index_bad_input_cli_and_api(
 def test_debug_shows_the_exception_instead(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         main(["--debug", "score", "--pairs", str(tmp_path / "absent.csv")])
+
+
+def test_search_commands_take_errors_replace(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """index build / search / paraphrases read corpora with --errors like every other command."""
+    from textsiamese.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"a dog runs\ncaf\xe9 au lait\nthe cat eats\n")
+    index = tmp_path / "idx"
+    build = [
+        "index",
+        "build",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(tiny_model_dir),
+        "--output",
+        str(index),
+    ]
+    assert main(build) == 2
+    assert "invalid UTF-8 byte 0xe9" in capsys.readouterr().err
+    assert not index.exists()
+    assert main([*build, "--kind", "flat", "--errors", "replace"]) == 0
+    queries = tmp_path / "queries.txt"
+    queries.write_bytes(b"caf\xe9\n")
+    search = ["search", "--index", str(index), "--queries", str(queries), "-k", "2", "--json"]
+    assert main(search) == 2
+    capsys.readouterr()
+    assert main([*search, "--errors", "replace"]) == 0
+    assert "caf\ufffd" in capsys.readouterr().out
+
+
+def test_a_failed_faiss_write_is_one_line_and_keeps_the_old_index(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faiss
+
+    from textsiamese.cli import main
+
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("id,text\na1,a dog runs\na2,the cat eats\n")
+    index = tmp_path / "idx"
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--corpus",
+                str(corpus),
+                "--model",
+                str(tiny_model_dir),
+                "--output",
+                str(index),
+                "--kind",
+                "flat",
+            ]
+        )
+        == 0
+    )
+    before = sorted(p.name for p in index.iterdir())
+
+    def full_disk(*args: object) -> None:
+        raise RuntimeError("Error in faiss::FileIOWriter: write failed: No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", full_disk)
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\nb1,a bird sings\n")
+    capsys.readouterr()
+    status = main(
+        [
+            "index",
+            "add",
+            "--index",
+            str(index),
+            "--corpus",
+            str(more),
+            "--id-column",
+            "id",
+            "--model",
+            str(tiny_model_dir),
+        ]
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("textsiamese")]
+    assert status == 2 and len(err) == 1 and "cannot write the FAISS index" in err[0]
+    monkeypatch.undo()
+    assert sorted(p.name for p in index.iterdir()) == before
+    assert (
+        main(["search", "--index", str(index), "--query", "dog", "-k", "2", "--model", str(tiny_model_dir)])
+        == 0
+    )

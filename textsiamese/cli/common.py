@@ -38,6 +38,11 @@ def add_pair_input_options(parser: argparse.ArgumentParser) -> None:
         choices=["1=similar", "0=similar"],
         help="what label 1 means in the file; 0=similar files are flipped on reading",
     )
+    add_errors_option(parser)
+
+
+def add_errors_option(parser: argparse.ArgumentParser) -> None:
+    """``--errors strict|replace``: what to do with invalid UTF-8 in any file the command reads."""
     parser.add_argument(
         "--errors",
         default="strict",

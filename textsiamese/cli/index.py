@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from textsiamese.cli.common import add_model_options
+from textsiamese.cli.common import add_errors_option, add_model_options
 from textsiamese.errors import ConfigError, InputError
 from textsiamese.search.kinds import KIND_NAMES, METRICS
 
@@ -52,12 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="index parameter, e.g. nlist=4096, M=32, m=48 (repeatable)",
     )
     add_model_options(build)
+    add_errors_option(build)
     build.set_defaults(func=run_build)
 
     add = actions.add_parser("add", help="add corpus rows to an index", description="Add rows by id.")
     add.add_argument("--index", required=True, metavar="DIR", help="index directory")
     add_corpus_options(add)
     add_model_options(add)
+    add_errors_option(add)
     add.set_defaults(func=run_add)
 
     remove = actions.add_parser(
@@ -116,7 +118,9 @@ def run_build(args: argparse.Namespace) -> int:
     from textsiamese.loading import load
     from textsiamese.search import Index
 
-    corpus = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
+    corpus = read_corpus(
+        args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
+    )
     if not corpus.texts:
         raise InputError(args.corpus, "the corpus has no texts")
     model = load(args.model, device=args.device)
@@ -144,7 +148,9 @@ def run_add(args: argparse.Namespace) -> int:
     from textsiamese.search import Index
 
     index = Index.load(args.index)
-    corpus = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
+    corpus = read_corpus(
+        args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
+    )
     load_index_model(args, index)
     added = index.add(
         corpus.texts,

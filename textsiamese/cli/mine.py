@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load(args.model, device=args.device)
         if args.corpus:
-            corpus = read_corpus(args.corpus, text_column=args.text_column)
+            corpus = read_corpus(args.corpus, text_column=args.text_column, errors=args.errors)
             texts, ids = corpus.texts, corpus.ids
         else:
             texts = list(dict.fromkeys(pairs.sentence2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textsiamese.cli.common import add_model_options
+from textsiamese.cli.common import add_errors_option, add_model_options
 from textsiamese.errors import ConfigError
 
 
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="JSON lines on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_model_options(parser)
+    add_errors_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -48,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not -1.0 <= args.threshold <= 1.0:
         raise ConfigError(f"--threshold must be a cosine similarity in [-1, 1], got {args.threshold}")
-    corpus = read_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column)
+    corpus = read_corpus(
+        args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
+    )
     model = load(args.model, device=args.device)
     vectors = model.encode(
         corpus.texts, role="document", batch_size=args.batch_size, show_progress=not args.no_progress

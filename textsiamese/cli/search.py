@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from textsiamese.cli.common import add_model_options
+from textsiamese.cli.common import add_errors_option, add_model_options
 from textsiamese.cli.index import load_index_model
 from textsiamese.errors import ConfigError
 
@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per query and line")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index file (IVF kinds)")
     add_model_options(parser)
+    add_errors_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1 or args.k > len(index):
         raise ConfigError(f"-k {args.k} must be between 1 and the index size ({len(index)})")
     if args.queries:
-        queries = read_corpus(args.queries, text_column=args.text_column).texts
+        queries = read_corpus(args.queries, text_column=args.text_column, errors=args.errors).texts
     else:
         queries = list(args.query)
     model = load_index_model(args, index)

@@ -796,7 +796,13 @@ class Index:
         index_path = directory / f"index-{generation}.faiss"
         rows_path = directory / f"rows-{generation}.jsonl"
         try:
-            faiss.write_index(self._index, str(index_path))
+            try:
+                faiss.write_index(self._index, str(index_path))
+            except RuntimeError as error:  # FAISS reports a failed write (e.g. a full disk) this way
+                reason = str(error).strip().splitlines()[-1] if str(error).strip() else "write failed"
+                raise TextSiameseError(
+                    f"{index_path}: cannot write the FAISS index ({reason[:200]})"
+                ) from None
             with open(rows_path, "w", encoding="utf-8") as handle:
                 for label, row_id in enumerate(self._ids):
                     if row_id is None:
