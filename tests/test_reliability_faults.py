@@ -358,7 +358,8 @@ def test_index_save_failing_inside_faiss_keeps_the_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """FAISS reports its own write errors as RuntimeError (seen on a full 300 KB tmpfs: "write error in …
-    (No space left on device)"); the previous generation stays in place."""
+    (No space left on device)"); Index.save turns that into a one-line TextSiameseError and the previous
+    generation stays in place."""
     import faiss
 
     from textsiamese.search import Index
@@ -375,7 +376,7 @@ def test_index_save_failing_inside_faiss_keeps_the_index(
     before = {p.name: p.read_bytes() for p in target.iterdir()}
     monkeypatch.setattr(faiss, "write_index", faiss_full_disk)
     index.remove(["a"])
-    with pytest.raises(RuntimeError, match="No space left on device"):
+    with pytest.raises(textsiamese.TextSiameseError, match=r"cannot write the FAISS index .*No space left"):
         index.save(target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert Index.load(target).ids == list("abcd")
