@@ -65,7 +65,7 @@ class ContrastiveLoss(SiameseLoss):
         return f"margin={self.margin}, distance={self.distance.name}"
 
 
-class OnlineContrastiveLoss(SiameseLoss):
+class OnlineContrastiveLoss(ContrastiveLoss):
     """Contrastive loss on the hard pairs of the batch only.
 
     Hard positives are similar pairs farther apart than the closest dissimilar pair; hard negatives are
@@ -91,13 +91,6 @@ class OnlineContrastiveLoss(SiameseLoss):
     family: ClassVar[str] = "pair"
     name: ClassVar[str] = "online_contrastive"
 
-    def __init__(self, margin: float = 1.0, distance: str | Distance = "euclidean") -> None:
-        super().__init__()
-        if margin <= 0:
-            raise ConfigError(f"{self.name}: margin must be > 0, got {margin}")
-        self.margin = float(margin)
-        self.distance = resolve_distance(distance, loss=self.name, need_dissimilarity=True)
-
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
         y = binary_labels(labels, loss=self.name, dtype=a.dtype)
@@ -112,9 +105,6 @@ class OnlineContrastiveLoss(SiameseLoss):
             hard_pos, hard_neg = pos, neg
         losses = hard_pos * d.pow(2) + hard_neg * F.relu(self.margin - d).pow(2)
         return losses.sum() / d.shape[0]
-
-    def extra_repr(self) -> str:
-        return f"margin={self.margin}, distance={self.distance.name}"
 
 
 class EnergyLoss(SiameseLoss):
