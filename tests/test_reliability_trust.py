@@ -123,6 +123,39 @@ def test_loading_every_layout_never_touches_the_network(
         socket.create_connection(("huggingface.co", 443))
 
 
+def test_sentence_transformers_6_layout_loads(tmp_path: Path, tiny_model_dir: Path, offline: None) -> None:
+    """sentence-transformers 6 saves the Transformer at the top level, ``{"pooling_mode": "mean"}`` and the
+    length limit as the tokenizer's ``model_max_length`` (no ``max_seq_length``)."""
+    st = _hf_directory(tiny_model_dir, tmp_path / "st6")
+    config = json.loads((st / "tokenizer_config.json").read_text())
+    (st / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 24}))
+    (st / "sentence_bert_config.json").write_text(json.dumps({"transformer_task": "feature-extraction"}))
+    (st / "1_Pooling").mkdir()
+    (st / "1_Pooling" / "config.json").write_text(
+        json.dumps({"embedding_dimension": 8, "pooling_mode": "mean"})
+    )
+    (st / "2_Normalize").mkdir()
+    modules = [
+        {
+            "idx": 0,
+            "name": "0",
+            "path": "",
+            "type": "sentence_transformers.base.modules.transformer.Transformer",
+        },
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.modules.pooling.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.modules.Normalize"},
+    ]
+    (st / "modules.json").write_text(json.dumps(modules))
+    texts = ["a man is eating food", "a woman plays the guitar"]
+    model = textsiamese.load(st, device="cpu")
+    assert model.normalize and model.tower("query").max_length == 24  # type: ignore[union-attr]
+    reference = textsiamese.load(tiny_model_dir, device="cpu").encode(texts, normalize=True)
+    np.testing.assert_allclose(model.encode(texts), reference, atol=1e-5)
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
+    with pytest.raises(ModelError, match="pooling mode 'weightedmean' is not supported"):
+        textsiamese.load(st, device="cpu")
+
+
 def test_default_model_loads_offline(offline: None) -> None:
     model = textsiamese.load(device="cpu")
     assert model.encode(["offline"]).shape == (1, 384)

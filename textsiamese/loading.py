@@ -160,16 +160,25 @@ def _load_sentence_transformers(directory: Path, trust_remote_code: bool) -> Sia
     pooling_dir = directory / modules[kinds.index("Pooling")].get("path", "")
     pooling_config = _read_json(pooling_dir / "config.json")
     modes = [mode for key, mode in _ST_POOLING_MODES.items() if pooling_config.get(key)]
+    named = pooling_config.get("pooling_mode")  # sentence-transformers 6: "mean" (or a list of modes)
+    if named is not None:
+        modes += [str(m) for m in ([named] if isinstance(named, str) else named)]
     if len(modes) != 1 or any(
         pooling_config.get(k)
         for k in pooling_config
         if k.startswith("pooling_mode_") and k not in _ST_POOLING_MODES
     ):
         raise ModelError(f"{pooling_dir}: only a single mean, cls or max pooling mode is supported")
+    if modes[0] not in _ST_POOLING_MODES.values():
+        raise ModelError(f"{pooling_dir}: pooling mode {modes[0]!r} is not supported (mean, cls or max)")
+    max_length = settings.get("max_seq_length")
+    if max_length is None and (transformer_dir / "tokenizer_config.json").is_file():
+        # sentence-transformers 6 keeps the limit as the tokenizer's model_max_length instead
+        max_length = _read_json(transformer_dir / "tokenizer_config.json").get("model_max_length")
     tower = TransformerTower.from_pretrained(
         transformer_dir,
         pooling=modes[0],
-        max_length=settings.get("max_seq_length"),
+        max_length=max_length,
         lowercase=bool(settings.get("do_lower_case", False)),
         trust_remote_code=trust_remote_code,
     )
