@@ -22,15 +22,18 @@ from sklearn.model_selection import StratifiedKFold
 import textsiamese
 from textsiamese.calibration import apply_threshold, choose_threshold, expected_calibration_error
 from textsiamese.data import PairData, TripletData
+from textsiamese.errors import InputError
 from textsiamese.evaluation import (
     average_precision,
     classification_metrics,
     classify_pairs,
     decision_metrics,
     evaluate_classification,
+    evaluate_reranking,
     evaluate_retrieval,
     evaluate_triplets,
     query_metrics,
+    reranking_metrics,
     retrieval_metrics,
     roc_auc,
     triplet_accuracy,
@@ -83,6 +86,21 @@ def test_classification_metrics_hand_worked_and_distance_direction() -> None:
     # the same ranking as euclidean distances (smaller is closer) gives the same figures
     dist = classification_metrics([0.1, 0.2, 0.4, 0.8], [1, 0, 1, 0], threshold=0.3, metric="euclidean")
     assert dist == got
+
+
+def test_accuracy_and_f1_thresholds_hand_worked() -> None:
+    # The cut the trainer's pair-classification figures rest on (chosen on the other folds of the dev split).
+    scores, labels = [0.9, 0.8, 0.7, 0.4, 0.3, 0.2], [1, 1, 0, 1, 0, 0]
+    t = choose_threshold(scores, labels)  # cut after 0.8 or after 0.4: one mistake each; the first wins
+    assert t == pytest.approx(0.75)
+    at_t = classification_metrics(scores, labels, t)
+    assert at_t["accuracy"] == pytest.approx(5 / 6) and at_t["f1"] == pytest.approx(0.8)
+    t_f1 = choose_threshold(scores, labels, objective="f1")  # all three positives, one false positive
+    assert t_f1 == pytest.approx(0.35)
+    assert classification_metrics(scores, labels, t_f1)["f1"] == pytest.approx(6 / 7)
+    perfect = choose_threshold([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0])
+    assert perfect == pytest.approx(0.5)
+    assert classification_metrics([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0], perfect)["accuracy"] == 1.0
 
 
 def test_expected_calibration_error_hand_worked() -> None:
@@ -208,6 +226,61 @@ def test_evaluate_retrieval_matches_brute_force_on_a_tiny_model(minilm_tokenizer
     expected = retrieval_metrics(sims, [{0}, {1}, {2, 4}])
     for key, value in expected.items():
         assert result[key] == pytest.approx(value, abs=1e-6)
+
+
+def test_reranking_ranks_each_query_within_its_own_candidates() -> None:
+    # Rows of four queries, interleaved. q0 ranks its candidates 0.9(-) 0.7(-) 0.4(+) 0.1(+): relevant at
+    # ranks 3 and 4, AP = (1/3 + 2/4) / 2 = 5/12, RR = 1/3. q1 ranks 0.8(-) 0.3(+): AP = RR = 1/2.
+    # q2 (only relevant) and q3 (only irrelevant) are left out. Ranked against all rows, q1's 0.3 would
+    # fall behind q0's candidates; within its own it is second.
+    groups = ["q0", "q1", "q0", "q2", "q0", "q1", "q3", "q0", "q2"]
+    scores = [0.9, 0.3, 0.4, 0.5, 0.7, 0.8, 0.6, 0.1, 0.2]
+    labels = [0, 1, 1, 1, 0, 0, 0, 1, 1]
+    got = reranking_metrics(scores, labels, groups)
+    assert got["n"] == 2 and got["queries_skipped"] == 2
+    assert got["map"] == pytest.approx((5 / 12 + 1 / 2) / 2)
+    assert got["mrr"] == pytest.approx((1 / 3 + 1 / 2) / 2) == got["mrr@10"]
+    assert got["recall@1"] == 0.0 and got["recall@5"] == 1.0
+    # MRR has no cut-off; MRR@10 does: the first relevant candidate at rank 13
+    deep = reranking_metrics([1.0 - i / 100 for i in range(13)], [0] * 12 + [1], ["q"] * 13)
+    assert deep["mrr"] == pytest.approx(1 / 13) and deep["mrr@10"] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reranking_map_and_mrr_match_sklearn_per_group(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 15, size=150)
+    scores = rng.normal(size=150)  # continuous: no ties
+    labels = (rng.random(150) < 0.25).astype(int)
+    got = reranking_metrics(scores, labels, groups.tolist())
+    aps, rrs = [], []
+    for g in np.unique(groups):
+        y, s = labels[groups == g], scores[groups == g]
+        if 0 < y.sum() < y.size:
+            aps.append(average_precision_score(y, s))
+            rrs.append(1 / (int(np.flatnonzero(y[np.argsort(-s)])[0]) + 1))
+    assert got["n"] == len(aps) > 5 and got["queries_skipped"] == len(np.unique(groups)) - len(aps)
+    assert got["map"] == pytest.approx(np.mean(aps)) and got["mrr"] == pytest.approx(np.mean(rrs))
+
+
+def test_evaluate_reranking_encodes_each_question_once_with_each_tower() -> None:
+    # q0 at angle 0 with candidates a (0.1, -), b (0.5, +), c (1.0, -): relevant second, AP = RR = 1/2.
+    # q1 at angle 2 with candidates d (2.2, +) and e (2.9, -): relevant first, AP = RR = 1. The candidates'
+    # document-tower angles are given; their query-tower angles would put b first for q0.
+    questions = angle_vectors({"q0": 0.0, "q1": 2.0, "b": 0.0, "a": 1.0, "c": 1.5, "d": 2.2, "e": 2.9})
+    documents = angle_vectors({"a": 0.1, "b": 0.5, "c": 1.0, "d": 2.2, "e": 2.9})
+    pairs = PairData(
+        sentence1=["q0", "q1", "q0", "q0", "q1"],
+        sentence2=["a", "d", "b", "c", "e"],
+        labels=[0, 1, 1, 0, 0],
+    )
+    model = VectorModel(questions, document_vectors=documents)
+    result = evaluate_reranking(model, pairs)  # type: ignore[arg-type]
+    assert result["task"] == "reranking" and result["metric"] == "cosine" and result["n"] == 2
+    assert result["map"] == pytest.approx(0.75) and result["mrr"] == pytest.approx(0.75)
+    assert model.calls == [("query", 2), ("document", 5)]
+    with pytest.raises(InputError, match="both relevant and irrelevant"):
+        evaluate_reranking(model, PairData(["q1"], ["d"], labels=[1]))  # type: ignore[arg-type]
 
 
 def test_triplet_accuracy_hand_worked_and_evaluator() -> None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_tiny_lstm
 
 import textsiamese
 from textsiamese.cli import main
 from textsiamese.errors import ConfigError
+from textsiamese.evaluation import evaluate_classification
 from textsiamese.training import load_recipe
+from textsiamese.training.recipes import read_stage_data
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
@@ -136,6 +139,60 @@ def test_recipe_runs_end_to_end(
     assert "score" in capsys.readouterr().out.splitlines()[0]
     if name == "lstm-glove":
         assert (output / "stage-1-snli" / "final" / "config.json").is_file()
+
+
+def test_pair_classification_dev_figures_are_those_of_eval_on_the_final_model(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MRPC recipe's logged dev accuracy is ``textsiamese eval``'s for the saved model on the same split:
+    cross-validated on the split (no threshold fitted on the pairs it decides), the same numbers."""
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from textsiamese.calibration import apply_threshold, choose_threshold
+
+    monkeypatch.chdir(RECIPES_DIR.parent)
+    overrides = [f"model.base={tiny_model_dir}", "max_steps=3", "batch_size=4", "eval_every=2"]
+    overrides += ["data.limit=40", "data.dev_limit=40"]
+    output = tmp_path / "run"
+    argv = ["train", "mrpc", "--output", str(output), "--no-progress", "--json"]
+    assert main([*argv, *(arg for o in overrides for arg in ("--set", o))]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["eval"] for r in records if "eval" in r]
+    assert [r["step"] for r in records if "eval" in r] == [2, 3]
+    final = logged[-1]
+    assert json.loads((output / "results.json").read_text())["final"] == final
+    assert final["threshold_from"] == "cross-validation (5 folds on the evaluation file)"
+    assert final["n"] == 40
+
+    # The same dev split, as the recipe draws it; the saved final model through the evaluation package.
+    stage = load_recipe("mrpc", overrides).stages()[0]
+    _, dev = read_stage_data(stage["data"], RECIPES_DIR / "mrpc.yaml", int(stage["seed"]))
+    assert dev is not None and len(dev) == 40
+    model = textsiamese.load(output / "final", device="cpu")
+    assert evaluate_classification(model, dev) == final
+
+    # ... and through the command line, from a file holding that split.
+    dev_file = tmp_path / "dev.jsonl"
+    dev_file.write_text(
+        "".join(
+            json.dumps({"sentence1": a, "sentence2": b, "label": y}) + "\n"
+            for a, b, y in zip(dev.sentence1, dev.sentence2, dev.labels or [], strict=True)
+        )
+    )
+    command = ["eval", "--task", "classification", "--data", str(dev_file), "--model", str(output / "final")]
+    assert main([*command, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == final
+
+    # Out of fold: each fold decided by the threshold chosen on the other four (scikit-learn's folds).
+    a, b = model.encode_pairs(dev.sentence1, dev.sentence2)
+    scores = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    labels = np.asarray(dev.labels)
+    predicted = np.zeros(len(labels), dtype=bool)
+    for fit, held in StratifiedKFold(5, shuffle=True, random_state=0).split(scores.reshape(-1, 1), labels):
+        predicted[held] = apply_threshold(scores[held], choose_threshold(scores[fit], labels[fit]))
+    assert final["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
 
 
 def test_overrides_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,6 @@ from textsiamese.data import PairData, TripletData
 from textsiamese.losses import get_loss
 from textsiamese.losses.base import SiameseLoss
 from textsiamese.training import TrainConfig, Trainer, TrainingError, build_train_set, lr_factor, plan_epoch
-from textsiamese.training.evaluators import best_threshold
 
 
 def sentences(n: int, seed: int, length: int = 5) -> list[str]:
@@ -386,14 +385,3 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     saved = SiameseModel.from_directory(tmp_path / "checkpoint" / "model")
     assert all(torch.isfinite(v).all() for v in saved.state_dict().values())
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step was not applied
-
-
-def test_best_threshold_maximises_accuracy() -> None:
-    import numpy as np
-
-    result = best_threshold(np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2]), np.array([1, 1, 0, 1, 0, 0.0]))
-    assert result["accuracy"] == pytest.approx(5 / 6)  # cut after 0.8 (or after 0.4): one mistake
-    assert 0.7 < result["threshold"] < 0.8
-    assert result["f1"] == pytest.approx(0.8) and result["best_f1"] == pytest.approx(6 / 7)
-    perfect = best_threshold(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0.0]))
-    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0 and 0.2 < perfect["threshold"] < 0.8

@@ -12,11 +12,17 @@ Measures, averaged over queries (R = the query's relevant documents, rank 1 = fi
 - ``mrr@10``: 1 / rank of the first relevant document, 0 if it is below 10
 - ``ndcg@10``: binary gains, ``sum_{relevant at rank r <= 10} 1/log2(r+1)`` over its ideal value
 - ``map``: mean over R of the precision at each relevant document's rank (whole ranking)
+
+Re-ranking (``evaluate_reranking``, WikiQA-style answer selection) ranks each query's *own* candidates, the
+rows of the file that share its ``sentence1``, instead of the whole corpus. Only queries with at least one
+relevant and one irrelevant candidate count (the usual WikiQA filter: with one class alone every order scores
+the same); besides the measures above it reports ``mrr``, the reciprocal rank of the first relevant candidate
+with no cut-off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -132,4 +138,77 @@ def evaluate_retrieval(
     result["corpus"] = len(data.corpus)
     result["queries_without_relevant"] = data.without_relevant
     result["n"] = len(data.queries)
+    return result
+
+
+def reranking_metrics(
+    scores: Sequence[float] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    groups: Sequence[Hashable],
+    ks: Sequence[int] = KS,
+) -> dict[str, float | int]:
+    """Mean measures over groups, each group's candidates ranked by ``scores`` (larger = closer).
+
+    ``groups[i]`` names the query of candidate ``i``; ``labels[i]`` is 1 when it is relevant. Ties keep file
+    order. Groups without both a relevant and an irrelevant candidate are left out and counted in
+    ``queries_skipped``; ``n`` is the number of groups averaged.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(np.int64)
+    if not s.shape == y.shape == (len(groups),):
+        raise ValueError(f"{s.size} scores, {y.size} labels and {len(groups)} group names must agree")
+    rows: dict[Hashable, list[int]] = {}
+    for i, group in enumerate(groups):
+        rows.setdefault(group, []).append(i)
+    per_query = []
+    for members in rows.values():
+        group_labels = y[members]
+        if group_labels.all() or not group_labels.any():
+            continue
+        ranking = np.argsort(-s[members], kind="stable")
+        relevant = np.flatnonzero(group_labels)
+        measures = query_metrics(ranking, relevant, ks)
+        measures["mrr"] = 1.0 / (int(np.flatnonzero(np.isin(ranking, relevant))[0]) + 1)
+        per_query.append(measures)
+    result: dict[str, float | int] = {}
+    if per_query:
+        result.update({key: float(np.mean([q[key] for q in per_query])) for key in per_query[0]})
+    result["queries_skipped"] = len(rows) - len(per_query)
+    result["n"] = len(per_query)
+    return result
+
+
+def evaluate_reranking(
+    model: SiameseModel,
+    pairs: PairData,
+    metric: str | None = None,
+    ks: Sequence[int] = KS,
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> Result:
+    """Re-rank each query's own candidates (rows sharing ``sentence1``) and average MAP, MRR, MRR@10,
+    nDCG@10 and recall@k over the queries that have both relevant and irrelevant candidates.
+
+    Questions are encoded once each with the ``query`` tower, candidates with the ``document`` tower.
+
+    >>> evaluate_reranking(model, read_pairs("../shared/data/wikiqa/WikiQA-train.txt", "wikiqa"))
+    ... # doctest: +SKIP
+    {'task': 'reranking', 'metric': 'cosine', 'map': ..., 'mrr': ..., 'n': 857, ...}
+    """
+    if pairs.labels is None:
+        raise InputError(pairs.source, "re-ranking needs a 0/1 'label' column (1 = relevant)")
+    distance = get_distance(metric or model.similarity_metric)
+    questions = list(dict.fromkeys(pairs.sentence1))
+    position = {question: i for i, question in enumerate(questions)}
+    query_vectors = model.encode(questions, role="query", batch_size=batch_size, show_progress=show_progress)
+    candidates = model.encode(
+        pairs.sentence2, role="document", batch_size=batch_size, show_progress=show_progress
+    )
+    rows = torch.from_numpy(query_vectors[[position[q] for q in pairs.sentence1]])
+    closeness = -distance.as_distance(distance.pairwise(rows, torch.from_numpy(candidates))).numpy()
+    measures = reranking_metrics(closeness, pairs.labels, pairs.sentence1, ks)
+    if not measures["n"]:
+        raise InputError(pairs.source, "no query has both relevant and irrelevant candidates")
+    result: Result = {"task": "reranking", "metric": distance.name}
+    result.update(measures)
     return result

@@ -1,15 +1,17 @@
-"""Dev-split evaluators the trainer calls: STS correlation, pair classification, retrieval, re-ranking.
+"""Dev-split evaluators the trainer calls: the evaluation package's own, so the figures a run logs are the
+figures ``textsiamese eval`` gives for the same model and file.
 
-Each returns a flat dict of floats (fractions) plus ``n``. STS uses ``textsiamese.evaluation.evaluate_sts``;
-the others are small and kept here so that the recipes can report their dev figures (the evaluation package
-may grow its own versions; these compute the standard definitions):
+* ``sts``: ``evaluate_sts`` (Spearman / Pearson of the model's similarity against gold scores).
+* ``pair_classification``: ``evaluate_classification`` without a separate dev set, so the decision threshold
+  is chosen by k-fold cross-validation on the dev split and each pair is decided by a threshold fitted on the
+  other folds (``threshold_from`` says so); a threshold is never fitted on the pairs it is measured on.
+  A model that carries its own calibration is judged at its calibrated threshold instead, as in ``eval``.
+* ``retrieval``: ``evaluate_retrieval``; each query (``sentence1``) must find its pair partners among all
+  distinct documents of the split (AG News title → description).
+* ``reranking``: ``evaluate_reranking``; each query ranks only its own candidates, and only queries with a
+  relevant and an irrelevant candidate count (WikiQA).
 
-* ``pair_classification``: cosine similarity of each pair, the threshold that maximises accuracy on the
-  given pairs, and accuracy, precision, recall and F1 at that threshold (plus the best F1 over thresholds).
-* ``retrieval``: each query's relevant document is its own pair partner; the corpus is all distinct
-  documents of the split. recall@1, recall@10, MRR@10.
-* ``reranking``: candidates grouped by query (WikiQA); MAP and MRR over queries with at least one relevant
-  and one irrelevant candidate (the usual WikiQA filter).
+``DEFAULT_METRIC`` is the key each task's best model is chosen by when a recipe names none.
 """
 
 from __future__ import annotations
@@ -17,16 +19,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-import torch
-
 from textsiamese.data import PairData
-from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.evaluation import evaluate_sts
+from textsiamese.evaluation import (
+    evaluate_classification,
+    evaluate_reranking,
+    evaluate_retrieval,
+    evaluate_sts,
+)
 from textsiamese.model import SiameseModel
 
-TASKS = ("sts", "pair_classification", "retrieval", "reranking")
+EVALUATORS: dict[str, Callable[..., dict[str, Any]]] = {
+    "sts": evaluate_sts,
+    "pair_classification": evaluate_classification,
+    "retrieval": evaluate_retrieval,
+    "reranking": evaluate_reranking,
+}
+TASKS = tuple(EVALUATORS)
 DEFAULT_METRIC = {
     "sts": "spearman",
     "pair_classification": "accuracy",
@@ -38,111 +47,15 @@ DEFAULT_METRIC = {
 def make_evaluator(
     task: str, pairs: PairData, batch_size: int = 64
 ) -> Callable[[SiameseModel], dict[str, Any]]:
-    """The evaluator for ``task`` on the dev ``pairs``."""
-    if task == "sts":
-        return lambda model: evaluate_sts(model, pairs, batch_size=batch_size)
-    if task == "pair_classification":
-        return lambda model: pair_classification(model, pairs, batch_size)
-    if task == "retrieval":
-        return lambda model: retrieval(model, pairs, batch_size)
-    if task == "reranking":
-        return lambda model: reranking(model, pairs, batch_size)
-    raise ConfigError(f"unknown eval task {task!r}; choose one of {', '.join(TASKS)}")
+    """The evaluator for ``task`` on the dev ``pairs``: ``model -> flat dict of floats``.
 
-
-def _similarities(model: SiameseModel, pairs: PairData, batch_size: int) -> np.ndarray:
-    a, b = model.encode_pairs(pairs.sentence1, pairs.sentence2, batch_size=batch_size)
-    closeness = get_distance(model.similarity_metric)
-    values = closeness.as_similarity(closeness.pairwise(torch.from_numpy(a), torch.from_numpy(b)))
-    return values.numpy().astype(np.float64)
-
-
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy-maximising threshold (predict similar when score ≥ threshold) and the figures there."""
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    positives = y.sum()
-    n = len(y)
-    tp = np.cumsum(y)  # predicting the first k+1 as similar
-    fp = np.cumsum(1 - y)
-    # Only cut between distinct scores.
-    last_of_run = np.r_[s[1:] != s[:-1], True]
-    correct = tp + (n - positives - fp)
-    accuracy = np.where(last_of_run, correct / n, -1)
-    k = int(np.argmax(accuracy))
-    all_negative = (n - positives) / n
-    precision_all = np.divide(tp, tp + fp)
-    recall_all = tp / max(positives, 1)
-    f1_all = np.where(
-        last_of_run & (tp > 0),
-        2 * precision_all * recall_all / np.maximum(precision_all + recall_all, 1e-12),
-        0,
-    )
-    if all_negative > accuracy[k]:
-        threshold, acc, p, r, f1 = float(s[0]) + 1e-6, float(all_negative), 0.0, 0.0, 0.0
-    else:
-        threshold = float((s[k] + s[k + 1]) / 2) if k + 1 < n else float(s[k]) - 1e-6
-        acc, p, r = float(accuracy[k]), float(precision_all[k]), float(recall_all[k])
-        f1 = float(f1_all[k])
-    return {
-        "accuracy": acc,
-        "f1": f1,
-        "precision": p,
-        "recall": r,
-        "threshold": threshold,
-        "best_f1": float(f1_all.max()),
-    }
-
-
-def pair_classification(model: SiameseModel, pairs: PairData, batch_size: int = 64) -> dict[str, Any]:
-    if pairs.labels is None:
-        raise InputError(pairs.source, "pair classification needs 0/1 labels")
-    scores = _similarities(model, pairs, batch_size)
-    result: dict[str, Any] = {"task": "pair_classification"}
-    result.update(best_threshold(scores, np.asarray(pairs.labels, dtype=np.float64)))
-    result["n"] = len(pairs)
-    return result
-
-
-def retrieval(model: SiameseModel, pairs: PairData, batch_size: int = 64) -> dict[str, Any]:
-    documents = sorted(set(pairs.sentence2))
-    position = {text: i for i, text in enumerate(documents)}
-    queries = model.encode(pairs.sentence1, role="query", batch_size=batch_size)
-    corpus = model.encode(documents, role="document", batch_size=batch_size)
-    distance = get_distance(model.similarity_metric)
-    sim = distance.as_similarity(distance.matrix(torch.from_numpy(queries), torch.from_numpy(corpus)))
-    target = torch.tensor([position[t] for t in pairs.sentence2])
-    own = sim[torch.arange(len(target)), target]
-    rank = (sim > own[:, None]).sum(dim=1) + 1  # ties count in the query's favour
-    rank_np = rank.numpy()
-    return {
-        "task": "retrieval",
-        "recall@1": float((rank_np <= 1).mean()),
-        "recall@10": float((rank_np <= 10).mean()),
-        "mrr@10": float(np.where(rank_np <= 10, 1.0 / rank_np, 0.0).mean()),
-        "n": len(pairs),
-        "corpus": len(documents),
-    }
-
-
-def reranking(model: SiameseModel, pairs: PairData, batch_size: int = 64) -> dict[str, Any]:
-    if pairs.labels is None:
-        raise InputError(pairs.source, "re-ranking needs 0/1 labels")
-    scores = _similarities(model, pairs, batch_size)
-    groups: dict[str, list[int]] = {}
-    for i, question in enumerate(pairs.sentence1):
-        groups.setdefault(question, []).append(i)
-    aps, rrs = [], []
-    for rows in groups.values():
-        labels = np.array([pairs.labels[i] for i in rows])
-        if labels.sum() == 0 or labels.sum() == len(labels):
-            continue
-        order = np.argsort(-scores[rows], kind="stable")
-        ranked = labels[order]
-        hits = np.cumsum(ranked)
-        precision = hits / np.arange(1, len(ranked) + 1)
-        aps.append(float((precision * ranked).sum() / ranked.sum()))
-        rrs.append(1.0 / (int(np.argmax(ranked)) + 1))
-    if not aps:
-        raise InputError(pairs.source, "no query has both relevant and irrelevant candidates")
-    return {"task": "reranking", "map": float(np.mean(aps)), "mrr": float(np.mean(rrs)), "n": len(aps)}
+    The column the task needs (``score`` for sts, ``label`` otherwise) is checked now, so a recipe with the
+    wrong dev file fails before training rather than at its first evaluation.
+    """
+    if task not in EVALUATORS:
+        raise ConfigError(f"unknown eval task {task!r}; choose one of {', '.join(TASKS)}")
+    needed, present = ("score", pairs.scores) if task == "sts" else ("label", pairs.labels)
+    if present is None:
+        raise InputError(pairs.source, f"the {task} evaluator needs a {needed!r} column in the dev data")
+    evaluate = EVALUATORS[task]
+    return lambda model: evaluate(model, pairs, batch_size=batch_size)
