@@ -224,6 +224,33 @@ def test_score_losses_check_scores() -> None:
         CosineSimilarityLoss(score_range=(5.0, 0.0))
 
 
+@pytest.mark.parametrize("name", [n for n in LOSSES if LOSSES[n].label_kind])
+def test_label_value_check_can_be_switched_off_for_prechecked_labels(name: str) -> None:
+    """``validate_labels`` is on by default; a caller that checked all labels once (the trainer) turns the
+    per-call value check off, and the loss then gives the same value without it. Shapes are still checked."""
+    loss = get_loss(name)
+    assert loss.validate_labels
+    e = t([ORIGIN, AT_10, AT_11, [0.1, 0.2]])
+    kind = LOSSES[name].label_kind
+    good = y([0.0, 1.0, 0.0, 0.0]) if kind != "scores" else y([0.2, 0.4, 0.6, 0.8])
+    bad = y([0.5, 1.0, 0.0, 0.0]) if kind != "scores" else y([math.nan, 0.4, 0.6, 0.8])
+
+    def call(labels: torch.Tensor) -> torch.Tensor:
+        return loss(e, labels) if loss.family == "labelled" else loss(e[:2], e[2:], labels[:2])
+
+    checked = call(good)
+    with pytest.raises(LabelError):
+        call(bad)
+    with pytest.raises(LabelError):
+        loss.check_labels(bad)  # a whole label set, any length
+    loss.validate_labels = False
+    assert torch.equal(call(good), checked)
+    if loss.family == "pair":  # labelled losses: the miner checks class ids itself (its mining syncs anyway)
+        call(bad)  # not checked: the caller promised
+    with pytest.raises(LabelError, match="shape"):
+        call(good[:1])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Hand-computed values: pair losses
 # ----------------------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from conftest import WORDS, make_tiny_lstm, make_tiny_transformer
 
 from textsiamese import SiameseModel
 from textsiamese.data import PairData, TripletData
+from textsiamese.errors import InputError
 from textsiamese.losses import get_loss
 from textsiamese.losses.base import SiameseLoss
 from textsiamese.training import TrainConfig, Trainer, TrainingError, build_train_set, lr_factor, plan_epoch
@@ -243,8 +247,8 @@ class InterruptAt(Trainer):
     at = 0
     signum = signal.SIGINT
 
-    def _optimizer_step(self) -> float | None:
-        norm = super()._optimizer_step()
+    def _optimizer_step(self, step_loss: torch.Tensor) -> torch.Tensor:
+        norm = super()._optimizer_step(step_loss)
         if self.step + 1 == self.at:
             os.kill(os.getpid(), self.signum)
         return norm
@@ -385,3 +389,233 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     saved = SiameseModel.from_directory(tmp_path / "checkpoint" / "model")
     assert all(torch.isfinite(v).all() for v in saved.state_dict().values())
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad step was not applied
+
+
+class NaNGradAfter(NaNAfter):
+    """A finite loss whose gradient is NaN after ``good_calls`` calls: d sqrt(|x|)/dx at 0 is 0 · inf."""
+
+    name = "nan_grad_after"
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        value = self.inner(a, b, labels)
+        return value + (a.sum() * 0).abs().sqrt() if self.calls > self.good_calls else value
+
+
+class SnapshotAfter(Trainer):
+    """Keeps copies of the weights and the optimizer's state right after optimizer step ``at``."""
+
+    at = 0
+    snapshot: tuple[dict[str, torch.Tensor], dict[int, dict[str, torch.Tensor]]] | None = None
+
+    def _optimizer_step(self, step_loss: torch.Tensor) -> torch.Tensor:
+        norm = super()._optimizer_step(step_loss)
+        if self.step + 1 == self.at:
+            self.snapshot = (weights(self.model), optimizer_state(self))
+        return norm
+
+
+def optimizer_state(trainer: Trainer) -> dict[int, dict[str, torch.Tensor]]:
+    """Moments and step counts of every parameter."""
+    state = trainer.optimizer.state_dict()["state"]
+    return {i: {k: v.clone() for k, v in s.items()} for i, s in state.items()}
+
+
+@pytest.mark.parametrize(
+    ("loss", "what", "max_grad_norm"),
+    [
+        (NaNAfter(3), "loss is nan", 1.0),
+        (NaNAfter(3), "loss is nan", None),
+        (NaNGradAfter(3), "gradient norm is nan", 1.0),
+        (NaNGradAfter(3), "gradient norm is nan", None),
+    ],
+)
+def test_non_finite_step_found_between_log_points_applied_nothing(
+    tmp_path: Path, loss: NaNAfter, what: str, max_grad_norm: float | None
+) -> None:
+    """Step 4 goes bad; the host learns of it only at the log point of step 5. Neither step 4 nor step 5
+    changed the weights, the AdamW moments or its step counts, and the error names step 4."""
+    model = SiameseModel(make_tiny_lstm())
+    trainer = SnapshotAfter(
+        model, loss, make_pairs(), config(max_steps=10, log_every=5, max_grad_norm=max_grad_norm), tmp_path
+    )
+    trainer.at = 3
+    with pytest.raises(
+        TrainingError, match=rf"step 4 \(epoch 0, batch 4\): {what}; nothing of this step"
+    ) as error:
+        trainer.train()
+    assert "no checkpoint was written" in str(error.value)
+    assert trainer.step == 5 and trainer.snapshot is not None
+    good_weights, good_state = trainer.snapshot
+    assert same_weights(weights(model), good_weights)
+    state = optimizer_state(trainer)
+    assert state.keys() == good_state.keys() and state
+    for i in state:
+        assert same_weights(state[i], good_state[i])
+        assert float(state[i]["step"]) == 3
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 4 and what in records[-1]["error"]
+
+
+class RecordingLoss(SiameseLoss):
+    """Delegates to a real loss and keeps each call's value (read on the host: this test may sync)."""
+
+    family = "pair"
+    name = "recording"
+
+    def __init__(self, inner: SiameseLoss) -> None:
+        super().__init__()
+        self.inner = inner
+        self.values: list[float] = []
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        value = self.inner(a, b, labels)
+        self.values.append(float(value.detach()))
+        return value
+
+
+def test_logged_losses_are_the_means_of_the_step_losses(tmp_path: Path) -> None:
+    """metrics.jsonl's loss is the mean over the steps since the last log line of each step's loss (the mean
+    of its accumulated batches), computed here from the values the loss returned, batch by batch."""
+    loss = RecordingLoss(get_loss("cosent"))
+    loss.family = "pair"
+    trainer = Trainer(
+        SiameseModel(make_tiny_lstm()),
+        loss,
+        make_pairs(),
+        config(max_steps=7, grad_accumulation=2, log_every=3),
+        tmp_path,
+    )
+    trainer.train()
+    assert len(loss.values) == 14
+    steps = [loss.values[2 * i] / 2 + loss.values[2 * i + 1] / 2 for i in range(7)]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    assert [step for step, _ in logged] == [3, 6, 7]
+    expected = [sum(steps[0:3]) / 3, sum(steps[3:6]) / 3, steps[6]]
+    assert [value for _, value in logged] == pytest.approx(expected, rel=1e-12)
+
+
+# Every Python entry point through which a tensor's value reaches the host. CPU has no equivalent of
+# torch.cuda.set_sync_debug_mode, so the test wraps these and notes the step at which each was called; on a
+# GPU each of them would make the host wait for the device.
+HOST_READS = ("item", "tolist", "numpy", "nonzero", "__bool__", "__float__", "__int__", "__index__")
+
+
+def test_no_host_reads_between_log_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = SiameseModel(make_tiny_lstm())
+    trainer = Trainer(
+        model,
+        get_loss("cosent"),
+        make_pairs(),
+        config(max_steps=8, log_every=4, grad_accumulation=2),
+        tmp_path,
+    )
+    reads: list[tuple[int, str]] = []
+    in_tower = [0]
+    for tower in model.towers.values():  # the towers' own code is not the loop's (the LSTM packs on the host)
+        tower.register_forward_pre_hook(lambda module, args: in_tower.__setitem__(0, in_tower[0] + 1))
+        tower.register_forward_hook(lambda module, args, out: in_tower.__setitem__(0, in_tower[0] - 1))
+
+    def counted(name: str, original: Any) -> Any:
+        def method(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            # The batch plan of a new epoch is host data (a seeded CPU permutation), never on the device.
+            if not in_tower[0] and not sys._getframe(1).f_code.co_filename.endswith("batches.py"):
+                reads.append((trainer.step, name))
+            return original(self, *args, **kwargs)
+
+        return method
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    original_getitem = torch.Tensor.__getitem__
+
+    def getitem(self: torch.Tensor, index: Any) -> Any:
+        parts = index if isinstance(index, tuple) else (index,)
+        if not in_tower[0] and any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+            reads.append((trainer.step, "boolean mask"))  # a data-dependent size
+        return original_getitem(self, index)
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
+    trainer.train()
+    monkeypatch.undo()
+    during = [(step, name) for step, name in reads if step < 8 or (step == 8 and name != "tolist")]
+    assert {step for step, _ in during} <= {4}, during
+    assert [name for step, name in during] == ["tolist"]  # one read at the log point of step 4
+
+
+def test_training_labels_are_checked_once_when_the_set_is_built(tmp_path: Path) -> None:
+    pairs = make_pairs()
+    with pytest.raises(
+        InputError, match=r"training labels do not suit the loss: cosine_similarity: .*score_range"
+    ):
+        Trainer(SiameseModel(make_tiny_lstm()), get_loss("cosine_similarity"), pairs, config(), tmp_path)
+    model = SiameseModel(make_tiny_lstm())
+    prepared = build_train_set(model, pairs, "pair", "contrastive")
+    prepared.labels = torch.tensor([0.0, 1.0, 2.0] * 8)
+    with pytest.raises(InputError, match=r"contrastive: labels must be binary"):
+        Trainer(model, get_loss("contrastive"), prepared, config(), tmp_path)
+    loss = get_loss("contrastive")
+    Trainer(model, loss, pairs, config(max_steps=2), tmp_path).train()
+    assert loss.validate_labels  # off only while training: called directly, the loss checks again
+
+
+def logged_losses(output: Path) -> list[float]:
+    return [
+        r["loss"] for r in map(json.loads, (output / "metrics.jsonl").read_text().splitlines()) if "loss" in r
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_towers_train_to_the_same_losses(tmp_path: Path) -> None:
+    """train.compile gives the losses of the uncompiled run (no dropout in the tiny LSTM: same numbers up to
+    the compiled kernels' rounding), with no fallback warning."""
+    for compiled in (False, True):
+        model = SiameseModel(make_tiny_lstm(), normalize=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            Trainer(
+                model,
+                get_loss("cosent"),
+                make_pairs(),
+                config(max_steps=3, compile=compiled),
+                tmp_path / f"{compiled}",
+            ).train()
+    assert logged_losses(tmp_path / "True") == pytest.approx(logged_losses(tmp_path / "False"), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_compile_falls_back_with_one_warning_when_it_cannot_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch._dynamo
+    import torch._inductor.config
+
+    # A real failure: no usable C++ compiler, and no compiled kernels cached from an earlier test to reuse.
+    torch._dynamo.reset()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor-cache"))
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (str(tmp_path / "no-such-compiler"),))
+    with pytest.warns(
+        RuntimeWarning, match=r"^train\.compile: torch\.compile is unavailable here .*uncompiled$"
+    ):
+        Trainer(
+            SiameseModel(make_tiny_lstm()),
+            get_loss("cosent"),
+            make_pairs(),
+            config(max_steps=2, compile=True),
+            tmp_path,
+        ).train()
+    assert len(logged_losses(tmp_path)) == 2
+
+
+def test_best_threshold_maximises_accuracy() -> None:
+    import numpy as np
+
+    result = best_threshold(np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2]), np.array([1, 1, 0, 1, 0, 0.0]))
+    assert result["accuracy"] == pytest.approx(5 / 6)  # cut after 0.8 (or after 0.4): one mistake
+    assert 0.7 < result["threshold"] < 0.8
+    assert result["f1"] == pytest.approx(0.8) and result["best_f1"] == pytest.approx(6 / 7)
+    perfect = best_threshold(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0.0]))
+    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0 and 0.2 < perfect["threshold"] < 0.8

@@ -13,7 +13,7 @@ from torch import nn
 
 from textsiamese.distances import Distance, get_distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError
+from textsiamese.labels import LabelError, binary_labels, class_labels, float_scores
 
 FAMILIES = ("pair", "triplet", "labelled", "ranking")
 
@@ -28,10 +28,36 @@ class SiameseLoss(nn.Module):
     * ``"triplet"``: ``forward(anchor, positive, negative)``, each (N, D)
     * ``"labelled"``: ``forward(embeddings, labels)``, (N, D) and class ids (N,)
     * ``"ranking"``: ``forward(queries, documents)``, (N, D) and (N·(1+h), D)
+
+    Labels are checked on every call by default (``validate_labels``): a value check reads the labels on the
+    host, which on a GPU waits for the device. A caller that has already checked all its labels once with
+    ``check_labels`` (the trainer does, when it builds the training set) sets ``validate_labels = False`` so
+    that each call only converts them; shape checks, free on the host, stay on.
     """
 
     family: ClassVar[str]
     name: ClassVar[str]
+    # What the labels are: "binary" (1 = similar, 0 = dissimilar), "scores" (finite floats), "classes" (whole
+    # class ids) or "" (no labels: triplet and ranking losses).
+    label_kind: ClassVar[str] = ""
+    validate_labels: bool = True
+
+    def check_labels(self, labels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``labels`` checked for this loss (``LabelError`` otherwise), as the ``dtype`` tensor the loss uses
+        (class ids as int64). Works on any number of labels: one batch or a whole training set."""
+        if self.label_kind == "binary":
+            return binary_labels(labels, loss=self.name, dtype=dtype)
+        if self.label_kind == "scores":
+            return float_scores(labels, loss=self.name, dtype=dtype)
+        if self.label_kind == "classes":
+            return class_labels(labels, labels.shape[0], loss=self.name)
+        return labels
+
+    def labels_as(self, labels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The labels of one call: checked when ``validate_labels`` is on, else only converted to ``dtype``."""
+        if self.validate_labels:
+            return self.check_labels(labels, dtype)
+        return labels.to(dtype)
 
 
 def resolve_distance(distance: str | Distance, *, loss: str, need_dissimilarity: bool = False) -> Distance:

@@ -15,7 +15,7 @@ from torch import nn
 
 from textsiamese.distances import CosineSimilarity, Distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError, binary_labels, float_scores
+from textsiamese.labels import LabelError
 from textsiamese.losses.base import SiameseLoss, check_pair_shapes, resolve_distance
 
 
@@ -45,6 +45,7 @@ class ContrastiveLoss(SiameseLoss):
     """
 
     family: ClassVar[str] = "pair"
+    label_kind: ClassVar[str] = "binary"
     name: ClassVar[str] = "contrastive"
 
     def __init__(self, margin: float = 1.0, distance: str | Distance = "euclidean") -> None:
@@ -56,7 +57,7 @@ class ContrastiveLoss(SiameseLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        y = binary_labels(labels, loss=self.name, dtype=a.dtype)
+        y = self.labels_as(labels, a.dtype)
         d = self.distance.dissimilarity(self.distance.pairwise(a, b))
         losses = y * d.pow(2) + (1 - y) * F.relu(self.margin - d).pow(2)
         return losses.mean()
@@ -93,16 +94,18 @@ class OnlineContrastiveLoss(ContrastiveLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        y = binary_labels(labels, loss=self.name, dtype=a.dtype)
+        y = self.labels_as(labels, a.dtype)
         d = self.distance.dissimilarity(self.distance.pairwise(a, b))
         pos = y == 1
         neg = ~pos
         dd = d.detach()
-        if bool(neg.any()) and bool(pos.any()):
-            hard_pos = pos & (dd > dd[neg].min())
-            hard_neg = neg & (dd < dd[pos].max())
-        else:
-            hard_pos, hard_neg = pos, neg
+        # Computed on the device without branching on a value (a Python ``if`` would wait for the device):
+        # when one side is missing, ``both`` is False and every pair of the other side is kept.
+        both = pos.any() & neg.any()
+        closest_neg = dd.masked_fill(pos, float("inf")).min()
+        farthest_pos = dd.masked_fill(neg, float("-inf")).max()
+        hard_pos = pos & ((dd > closest_neg) | ~both)
+        hard_neg = neg & ((dd < farthest_pos) | ~both)
         losses = hard_pos * d.pow(2) + hard_neg * F.relu(self.margin - d).pow(2)
         return losses.sum() / d.shape[0]
 
@@ -136,6 +139,7 @@ class EnergyLoss(SiameseLoss):
     """
 
     family: ClassVar[str] = "pair"
+    label_kind: ClassVar[str] = "binary"
     name: ClassVar[str] = "energy"
 
     def __init__(self, q: float = 5.0, distance: str | Distance = "euclidean") -> None:
@@ -147,7 +151,7 @@ class EnergyLoss(SiameseLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        y = binary_labels(labels, loss=self.name, dtype=a.dtype)
+        y = self.labels_as(labels, a.dtype)
         e = self.distance.dissimilarity(self.distance.pairwise(a, b))
         losses = y * (2.0 / self.q) * e.pow(2) + (1 - y) * 2.0 * self.q * torch.exp(-2.77 * e / self.q)
         return losses.mean()
@@ -184,6 +188,7 @@ class LogisticLoss(SiameseLoss):
     """
 
     family: ClassVar[str] = "pair"
+    label_kind: ClassVar[str] = "binary"
     name: ClassVar[str] = "logistic"
 
     def __init__(self, distance: str | Distance = "euclidean", w: float = 1.0, b: float = 0.0) -> None:
@@ -225,7 +230,7 @@ class LogisticLoss(SiameseLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        y = binary_labels(labels, loss=self.name, dtype=a.dtype)
+        y = self.labels_as(labels, a.dtype)
         return F.binary_cross_entropy_with_logits(self.logits(self.dissimilarity(a, b)), y)
 
     def extra_repr(self) -> str:
@@ -262,6 +267,7 @@ class CosineSimilarityLoss(SiameseLoss):
     """
 
     family: ClassVar[str] = "pair"
+    label_kind: ClassVar[str] = "scores"
     name: ClassVar[str] = "cosine_similarity"
 
     def __init__(self, score_range: tuple[float, float] = (0.0, 1.0)) -> None:
@@ -274,7 +280,14 @@ class CosineSimilarityLoss(SiameseLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        scores = float_scores(labels, loss=self.name, dtype=a.dtype)
+        scores = self.labels_as(labels, a.dtype)
+        lo, hi = self.score_range
+        gold = (scores - lo) / (hi - lo)
+        return F.mse_loss(self.distance.pairwise(a, b), gold)
+
+    def check_labels(self, labels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Finite scores within ``score_range``."""
+        scores = super().check_labels(labels, dtype)
         lo, hi = self.score_range
         if bool(((scores < lo) | (scores > hi)).any()):
             raise LabelError(
@@ -282,8 +295,7 @@ class CosineSimilarityLoss(SiameseLoss):
                 f"{float(scores.min())}, max {float(scores.max())}. "
                 "Pass score_range=(lo, hi) for other scales"
             )
-        gold = (scores - lo) / (hi - lo)
-        return F.mse_loss(self.distance.pairwise(a, b), gold)
+        return scores
 
     def extra_repr(self) -> str:
         return f"score_range={self.score_range}"
@@ -310,6 +322,7 @@ class CoSENTLoss(SiameseLoss):
     """
 
     family: ClassVar[str] = "pair"
+    label_kind: ClassVar[str] = "scores"
     name: ClassVar[str] = "cosent"
 
     def __init__(self, scale: float = 20.0) -> None:
@@ -321,11 +334,13 @@ class CoSENTLoss(SiameseLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        scores = float_scores(labels, loss=self.name, dtype=a.dtype)
+        scores = self.labels_as(labels, a.dtype)
         cos = self.distance.pairwise(a, b) * self.scale
         diff = cos[None, :] - cos[:, None]  # [i, j] = λ(cos_j − cos_i)
         mask = scores[:, None] > scores[None, :]  # s_i > s_j
-        terms = torch.cat([diff.new_zeros(1), diff[mask]])
+        # Masked terms become −inf (exp = 0) rather than being selected: a boolean selection has a
+        # data-dependent size, which makes the host wait for the device.
+        terms = torch.cat([diff.new_zeros(1), diff.masked_fill(~mask, float("-inf")).flatten()])
         return torch.logsumexp(terms, dim=0)
 
     def extra_repr(self) -> str:
@@ -358,6 +373,7 @@ class CircleLoss(SiameseLoss):
     """
 
     family: ClassVar[str] = "pair"
+    label_kind: ClassVar[str] = "binary"
     name: ClassVar[str] = "circle"
 
     def __init__(self, margin: float = 0.4, gamma: float = 80.0) -> None:
@@ -372,7 +388,7 @@ class CircleLoss(SiameseLoss):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
-        y = binary_labels(labels, loss=self.name, dtype=a.dtype)
+        y = self.labels_as(labels, a.dtype)
         s = self.distance.pairwise(a, b)
         pos, neg = y == 1, y == 0
         if not (bool(pos.any()) and bool(neg.any())):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from textsiamese.distances import Distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import class_labels
+from textsiamese.labels import LabelError
 from textsiamese.losses.base import SiameseLoss, resolve_distance
 from textsiamese.miners import AllTripletsMiner, BatchHardMiner, SemiHardMiner, TripletIndices
 
@@ -84,6 +84,7 @@ class _MinedTripletLoss(SiameseLoss):
     """Shared body: mine triplet indices without gradients, then score the gathered triplets exactly."""
 
     family: ClassVar[str] = "labelled"
+    label_kind: ClassVar[str] = "classes"
 
     def __init__(self, margin: float, distance: str | Distance) -> None:
         super().__init__()
@@ -104,7 +105,12 @@ class _MinedTripletLoss(SiameseLoss):
             raise ValueError(
                 f"{self.name}: embeddings must be a non-empty (N, D), got {tuple(embeddings.shape)}"
             )
-        class_labels(labels, embeddings.shape[0], loss=self.name)
+        if labels.shape != (embeddings.shape[0],):
+            raise LabelError(
+                f"{self.name}: labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}"
+            )
+        if self.validate_labels:
+            self.check_labels(labels)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, distance={self.distance.name}"

@@ -28,6 +28,8 @@ import torch
 
 from textsiamese.data import PairData, TripletData
 from textsiamese.errors import ConfigError, InputError
+from textsiamese.labels import LabelError
+from textsiamese.losses.base import SiameseLoss
 from textsiamese.model import SiameseModel
 
 # Losses that regress or rank float similarity scores; every other pair loss wants 0/1 labels.
@@ -132,6 +134,18 @@ def build_train_set(
     if not columns[0].ids:
         raise InputError(data.source, "no training examples")
     return TrainSet(family, columns, labels, truncated, data.source)
+
+
+def check_train_labels(data: TrainSet, loss: SiameseLoss) -> None:
+    """Check every label of ``data`` for ``loss`` once (binary 0/1, finite scores within the loss's range,
+    whole class ids), so that the loss need not check them again at every batch. ``InputError`` naming the
+    data and the loss otherwise."""
+    if data.labels is None:
+        return
+    try:
+        loss.check_labels(data.labels)
+    except LabelError as error:
+        raise InputError(data.source, f"the training labels do not suit the loss: {error}") from None
 
 
 def plan_epoch(

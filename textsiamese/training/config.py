@@ -31,6 +31,7 @@ class TrainConfig:
     device: str | None = None  # cpu, cuda, cuda:1 … (default: cuda when available)
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
     cache_batch_size: int | None = None  # gradient cache for ranking losses: texts per forward pass
+    compile: bool = False  # torch.compile each tower's forward for training (dynamic shapes)
     hard_negatives: bool = True  # ranking losses on triplets: use the negatives as hard negatives
     eval_every: int | None = None  # steps between dev evaluations (and at the end); None: end only
     eval_at_start: bool = False  # evaluate the untrained model first (the zero-shot baseline)

@@ -45,17 +45,29 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def average_gradients(parameters: Iterable[torch.nn.Parameter], world_size: int) -> None:
-    """Average ``.grad`` over all processes with one flattened ``all_reduce``."""
+def average_gradients(
+    parameters: Iterable[torch.nn.Parameter], world_size: int, flags: torch.Tensor | None = None
+) -> None:
+    """Average ``.grad`` over all processes with one flattened ``all_reduce``.
+
+    ``flags`` (a 1-D float tensor on the gradients' device) rides along in the same ``all_reduce`` and is
+    summed in place: per-step signals (a non-finite loss, a stop request) reach every process without a
+    collective of their own and without the host reading them.
+    """
     params = [p for p in parameters if p.requires_grad]
     for p in params:
         if p.grad is None:  # unused on this process this step; others may have used it
             p.grad = torch.zeros_like(p)
     grads = [p.grad for p in params if p.grad is not None]
+    extra = [flags.to(grads[0].dtype)] if flags is not None and grads else []
     if not grads:
+        if flags is not None:
+            dist.all_reduce(flags)
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([g.reshape(-1) for g in grads] + extra)
     dist.all_reduce(flat)
+    if flags is not None:
+        flags.copy_(flat[flat.numel() - flags.numel() :])
     flat /= world_size
     offset = 0
     for g in grads:
@@ -77,15 +89,6 @@ def gather(tensor: torch.Tensor, world_size: int, with_grad: bool) -> list[torch
     parts = [torch.empty_like(tensor) for _ in range(world_size)]
     dist.all_gather(parts, tensor.contiguous())
     return parts
-
-
-def any_flag(flag: bool, device: torch.device, world_size: int) -> bool:
-    """True on every process when ``flag`` is True on any (stop requests, non-finite losses)."""
-    if world_size == 1:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value)
-    return bool(value.item() > 0)
 
 
 def barrier(world_size: int) -> None:

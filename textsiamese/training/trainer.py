@@ -7,6 +7,13 @@ the end the dev evaluator runs; the best model by the dev metric is kept and ear
 Checkpoints hold everything needed to continue exactly: model, optimizer, scheduler, RNG states, step and the
 data position (epoch, batch), written atomically.
 
+No step reads a tensor on the host (on a GPU that would make the host wait for the device and leave the GPU
+idle between steps). The loss, the gradient norm and a non-finite flag stay on the device in ``DeviceStats``;
+a step whose loss or gradient norm is not finite sets the flag, which stays set, and fused AdamW skips every
+step taken while it is set (its ``found_inf`` input, the one ``GradScaler`` uses). The host reads the stats in
+one transfer only at check points (a log line, an evaluation, a checkpoint, a stop, the end) and raises
+``TrainingError`` there, naming the first bad step, before anything is evaluated or written.
+
 >>> trainer = Trainer(model, get_loss("cosent"), pairs, TrainConfig(epochs=1), "runs/x")  # doctest: +SKIP
 >>> result = trainer.train()                                                            # doctest: +SKIP
 """
@@ -22,6 +29,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -38,7 +46,7 @@ from textsiamese.errors import TextSiameseError
 from textsiamese.losses import SiameseLoss
 from textsiamese.model import WEIGHTS_FILE, SiameseModel
 from textsiamese.training import distributed as ddp
-from textsiamese.training.batches import TrainSet, build_train_set, plan_epoch
+from textsiamese.training.batches import TrainSet, build_train_set, check_train_labels, plan_epoch
 from textsiamese.training.config import TrainConfig, lr_factor
 
 Evaluator = Callable[[SiameseModel], dict[str, Any]]
@@ -49,6 +57,51 @@ METRICS_FILE = "metrics.jsonl"
 
 class TrainingError(TextSiameseError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not fit the run)."""
+
+
+# What went wrong first, as ``DeviceStats.first_bad[0]`` codes it.
+NONFINITE_LOSS, NONFINITE_NORM, NONFINITE_ELSEWHERE = 0.0, 1.0, 2.0
+
+
+@dataclass
+class DeviceStats:
+    """What the loop keeps on the device between two host reads (``Trainer._read_stats``), so that a step
+    needs no host sync."""
+
+    found_inf: torch.Tensor  # 1.0 from the first non-finite step on (sticky); AdamW skips its steps while set
+    bad_steps: torch.Tensor  # steps taken with the flag set: the first bad step is step − bad_steps + 1
+    first_bad: torch.Tensor  # float64 (what, value) of the first bad step; what is a NONFINITE_* code
+    loss_sum: torch.Tensor  # float64 sum of the step losses since the last log line
+    grad_norm: torch.Tensor  # the last step's gradient norm, before clipping
+    stop: torch.Tensor  # 1.0 once any process was asked to stop (data parallel: reduced with the gradients)
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> DeviceStats:
+        def zero(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        return cls(zero(), zero(), zero(2, dtype=torch.float64), zero(dtype=torch.float64), zero(), zero())
+
+    def read(self) -> HostStats:
+        """All of it on the host, in one device-to-host transfer."""
+        parts = [self.found_inf, self.bad_steps, self.first_bad, self.loss_sum, self.grad_norm, self.stop]
+        found_inf, bad_steps, what, value, loss_sum, grad_norm, stop = torch.cat(
+            [t.reshape(-1).double() for t in parts]
+        ).tolist()
+        return HostStats(found_inf > 0, int(bad_steps), what, value, loss_sum, grad_norm, stop > 0)
+
+
+@dataclass
+class HostStats:
+    """``DeviceStats`` as read on the host at a check point."""
+
+    nonfinite: bool
+    bad_steps: int
+    what: float
+    value: float
+    loss_sum: float
+    grad_norm: float
+    stop: bool
 
 
 @dataclass
@@ -78,7 +131,9 @@ class Trainer:
     ``data`` is ``PairData``, ``TripletData`` or an already tokenized ``TrainSet``; its shape must suit the
     loss family (see ``textsiamese.training.batches``). ``evaluator(model) -> dict`` runs on the dev data;
     ``config.metric`` names the key that picks the best model. ``resume=True`` continues from
-    ``output_dir/checkpoint``.
+    ``output_dir/checkpoint``. Every training label is checked for the loss once, here (``InputError``);
+    while ``train`` runs, the loss skips its per-batch check. ``config.compile`` trains through
+    ``torch.compile``d towers (``CompiledTower``).
 
     Output directory: ``final/`` (model at the end), ``best/`` (best dev metric), ``checkpoint/``
     (``model/`` + ``state.pt``), ``metrics.jsonl`` (one JSON object per log line and per evaluation) and, when
@@ -128,6 +183,9 @@ class Trainer:
             raise TrainingError(
                 f"training data was prepared for a {self.data.family} loss, not {self.family}"
             )
+        # Every training label is checked here, once: train() turns the loss's per-batch check off, which
+        # would read the labels on the host at every step.
+        check_train_labels(self.data, loss)
         if self.data.truncated and self.is_main:
             print(
                 f"note: {self.data.truncated} training texts were longer than the tower's maximum and were "
@@ -153,14 +211,15 @@ class Trainer:
         self.params = [p for p in [*self.model.parameters(), *self.loss_fn.parameters()] if p.requires_grad]
         decay = [p for p in self.params if p.dim() >= 2]
         no_decay = [p for p in self.params if p.dim() < 2]
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        # Fused on every device (CPU included): the same update code on CPU and CUDA, and only the fused
+        # kernel takes ``found_inf``, which skips a non-finite step without a host sync.
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": cfg.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
             lr=cfg.lr,
-            **fused,  # type: ignore[arg-type]
+            fused=True,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.warmup, self.total_steps, cfg.schedule)
@@ -180,7 +239,13 @@ class Trainer:
         self.evaluations: list[dict[str, Any]] = []
         self.baseline: dict[str, Any] | None = None
         self._signal: int | None = None
-        self._nonfinite: str | None = None
+        self._stats = DeviceStats.zeros(self.device)
+        self._positions: dict[int, tuple[int, int]] = {}  # step → (epoch, batch index) since the last read
+        self._towers: dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]] = dict(
+            self.model.towers.items()
+        )
+        if cfg.compile:
+            self._towers = {name: CompiledTower(tower) for name, tower in self.model.towers.items()}
         self._tensorboard: Any = None
         self._seconds_before = 0.0  # wall time of earlier (interrupted) invocations of this run
         self._started = time.perf_counter()
@@ -216,7 +281,7 @@ class Trainer:
             features = self.model.towers[name].collate(ids)  # type: ignore[operator]
             features = {k: v.to(self.device, non_blocking=True) for k, v in features.items()}
             with self.autocast:
-                vectors = self.model.towers[name](features)
+                vectors = self._towers[name](features)
             vectors = vectors.float()
             if self.model.normalize:
                 vectors = F.normalize(vectors, dim=-1)
@@ -242,11 +307,12 @@ class Trainer:
         vectors = self.embed(parts)
         if family == "pair":
             assert self.data.labels is not None
-            return self.loss_fn(vectors[0], vectors[1], self.data.labels[list(indices)].to(self.device))
+            labels = self.data.labels[list(indices)].to(self.device, non_blocking=True)
+            return self.loss_fn(vectors[0], vectors[1], labels)
         if family == "triplet":
             return self.loss_fn(*vectors)
         assert self.data.labels is not None  # labelled: both texts of pair i are class i
-        labels = self.data.labels[list(indices)].to(self.device)
+        labels = self.data.labels[list(indices)].to(self.device, non_blocking=True)
         return self.loss_fn(torch.cat(vectors), torch.cat([labels, labels]))
 
     def _gather_ranking(
@@ -263,12 +329,12 @@ class Trainer:
         ordered = [part[k * n : (k + 1) * n] for k in range(blocks) for part in doc_parts]
         return all_queries, torch.cat(ordered)
 
-    def _cached_ranking_backward(self, indices: Sequence[int], scale: float) -> float:
+    def _cached_ranking_backward(self, indices: Sequence[int], scale: float) -> torch.Tensor:
         """Gradient cache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
         Limited Setup"): embed the whole batch without a graph in chunks of ``cache_batch_size`` texts, take
         the loss and its gradient with respect to the embeddings, then re-run each chunk with a graph (same
         dropout, by replaying the RNG) and back-propagate that chunk's embedding gradient. Memory is one
-        chunk's activations; gradients equal the uncached ones."""
+        chunk's activations; gradients equal the uncached ones. Returns the detached loss."""
         chunk = int(self.config.cache_batch_size or 1)
         parts = self._column_ids(indices)
         query_ids = parts[0][1]
@@ -289,9 +355,6 @@ class Trainer:
         all_q = all_q.detach().requires_grad_(True)
         all_d = all_d.detach().requires_grad_(True)
         loss = self.loss_fn(all_q, all_d)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            return value
         (loss * scale).backward()
         assert all_q.grad is not None and all_d.grad is not None
         n, w, r = queries.shape[0], self.world_size, self.rank
@@ -306,7 +369,7 @@ class Trainer:
             vectors = self.embed([(role, ids)])[0]
             vectors.backward(grad)
         self._set_rng_state(after)
-        return value
+        return loss.detach()
 
     def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
@@ -337,38 +400,48 @@ class Trainer:
         progress = self._progress()
         stopped = "completed"
         examples = 0
-        window_loss: list[float] = []
+        window_steps = 0
         window_start = time.perf_counter()
         window_examples = 0
+        self._stats = DeviceStats.zeros(self.device)
+        self._positions = {}
         self.model.train()
         self.loss_fn.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self._signals():
+        with self._signals(), self._labels_checked():
             while self.step < self.total_steps:
-                step_loss = 0.0
+                step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
                 for _ in range(cfg.grad_accumulation):
                     indices = self._next_batch()
-                    value = self._backward(indices)
-                    step_loss += value / cfg.grad_accumulation
+                    step_loss += self._backward(indices).double() / cfg.grad_accumulation
                     n = len(indices) * self.world_size
                     examples += n
                     window_examples += n
-                    if not math.isfinite(value):
-                        self._nonfinite = f"loss is {value}"
-                        break
-                grad_norm = self._optimizer_step()
-                if ddp.any_flag(self._nonfinite is not None, self.device, self.world_size):
-                    self._fail_nonfinite(self._nonfinite or "loss is not finite on another process")
+                self._optimizer_step(step_loss)
                 self.step += 1
-                window_loss.append(step_loss)
-                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                self._positions[self.step] = (self.epoch, self.batch_index)
+                window_steps += 1
+                progress.update(1)
+                logging = self.step % cfg.log_every == 0 or self.step == self.total_steps
+                evaluating = bool(
+                    self.evaluator is not None and cfg.eval_every and self.step % cfg.eval_every == 0
+                )
+                every = cfg.checkpoint_every or cfg.eval_every
+                checkpointing = bool(every and self.step % every == 0) or evaluating
+                # Data-parallel processes act on a stop request only at the check points they share; one
+                # process alone still reads the stats before its stop checkpoint.
+                alone_stopping = self.world_size == 1 and self._signal is not None
+                if not (logging or checkpointing or alone_stopping):
+                    continue
+                stats = self._read_stats()
+                if logging:
                     elapsed = max(1e-9, time.perf_counter() - window_start)
                     record = {
                         "step": self.step,
                         "epoch": round(self.epoch + self.batch_index / self.batches_per_epoch, 4),
-                        "loss": sum(window_loss) / len(window_loss),
+                        "loss": stats.loss_sum / window_steps,
                         "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": grad_norm,
+                        "grad_norm": stats.grad_norm,
                         "examples_per_s": window_examples / elapsed,
                     }
                     self._log(record)
@@ -377,19 +450,15 @@ class Trainer:
                         lr=f"{record['lr']:.2e}",
                         pairs_s=f"{record['examples_per_s']:.1f}",
                     )
-                    window_loss, window_examples, window_start = [], 0, time.perf_counter()
-                progress.update(1)
-                evaluated = False
-                if self.evaluator is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
-                    evaluated = True
-                    if self._evaluate_and_track():
-                        stopped = "early_stopping"
-                every = cfg.checkpoint_every or cfg.eval_every
-                if (every and self.step % every == 0) or evaluated:
+                    self._stats.loss_sum.zero_()
+                    window_steps, window_examples, window_start = 0, 0, time.perf_counter()
+                if evaluating and self._evaluate_and_track():
+                    stopped = "early_stopping"
+                if checkpointing:
                     self.save_checkpoint()
                 if stopped != "completed":
                     break
-                if ddp.any_flag(self._signal is not None, self.device, self.world_size):
+                if stats.stop if self.world_size > 1 else self._signal is not None:
                     stopped = "interrupted"
                     self.save_checkpoint()
                     break
@@ -452,34 +521,79 @@ class Trainer:
             self._plan_cache = (self.epoch, self._plan(self.epoch))
         return self._plan_cache[1]
 
-    def _backward(self, indices: Sequence[int]) -> float:
+    def _backward(self, indices: Sequence[int]) -> torch.Tensor:
+        """Forward and backward of one batch (scaled for gradient accumulation); the detached loss, on the
+        device. A non-finite loss is back-propagated too: the step is skipped later, without a host read."""
         scale = 1.0 / self.config.grad_accumulation
         if self.config.cache_batch_size is not None:
             return self._cached_ranking_backward(indices, scale)
         loss = self.batch_loss(indices)
-        value = float(loss.detach())
-        if math.isfinite(value):
-            (loss * scale).backward()
-        return value
+        (loss * scale).backward()
+        return loss.detach()
 
-    def _optimizer_step(self) -> float | None:
-        if self._nonfinite is not None and self.world_size == 1:
-            return None
+    def _optimizer_step(self, step_loss: torch.Tensor) -> torch.Tensor:
+        """Average, clip and apply the gradients of one step, all on the device; returns the gradient norm.
+
+        A step whose loss (here or, data parallel, on any process) or gradient norm is not finite sets the
+        sticky ``found_inf`` flag; fused AdamW then leaves weights, moments and step counts as they are, for
+        this step and every later one. The schedule is host-side and still advances, which changes nothing:
+        the next check point raises before anything is evaluated or saved.
+        """
+        stats = self._stats
+        loss_bad = ~torch.isfinite(step_loss)
+        any_loss_bad = loss_bad
         if self.world_size > 1:
-            ddp.average_gradients(self.params, self.world_size)
-        norm: float | None = None
+            # The flags travel in the gradients' all-reduce: no extra collective, and no host read.
+            stop = torch.full((), float(self._signal is not None), device=self.device)
+            flags = torch.stack([loss_bad.float(), stop])
+            ddp.average_gradients(self.params, self.world_size, flags)
+            any_loss_bad = flags[0] > 0
+            torch.maximum(stats.stop, (flags[1] > 0).float(), out=stats.stop)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads).to(self.device)
         if self.config.max_grad_norm:
-            total = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
-            norm = float(total)
-            if not math.isfinite(norm):
-                self._nonfinite = f"gradient norm is {norm}"
-        if self._nonfinite is None:
+            torch.nn.utils.clip_grads_with_norm_(self.params, self.config.max_grad_norm, norm)
+        norm_bad = ~torch.isfinite(norm)
+        bad = any_loss_bad | norm_bad
+        what = torch.where(
+            loss_bad,
+            NONFINITE_LOSS,
+            torch.where(any_loss_bad, NONFINITE_ELSEWHERE, NONFINITE_NORM),
+        ).double()
+        value = torch.where(loss_bad, step_loss, norm.double())
+        first = bad & (stats.found_inf == 0)
+        stats.first_bad.copy_(torch.where(first, torch.stack([what, value]), stats.first_bad))
+        torch.maximum(stats.found_inf, bad.float(), out=stats.found_inf)
+        stats.bad_steps += stats.found_inf
+        stats.loss_sum += step_loss
+        stats.grad_norm.copy_(norm)
+        self.optimizer.found_inf = stats.found_inf  # type: ignore[attr-defined]
+        try:
             self.optimizer.step()
-            self.scheduler.step()
+        finally:
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
+        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return norm
 
-    def _fail_nonfinite(self, what: str) -> None:
+    def _read_stats(self) -> HostStats:
+        """Read the device stats on the host (the loop's only sync); ``TrainingError`` if a step since the
+        last read was not finite."""
+        stats = self._stats.read()
+        if stats.nonfinite:
+            first = self.step - stats.bad_steps + 1
+            if stats.what == NONFINITE_LOSS:
+                what = f"loss is {stats.value}"
+            elif stats.what == NONFINITE_NORM:
+                what = f"gradient norm is {stats.value}"
+            else:
+                what = "loss is not finite on another process"
+            self._fail_nonfinite(what, first)
+        self._positions.clear()
+        return stats
+
+    def _fail_nonfinite(self, what: str, step: int) -> None:
+        epoch, batch = self._positions.get(step, (self.epoch, self.batch_index))
         checkpoint = self.output / CHECKPOINT_DIR
         kept = (
             f"the last good checkpoint is {checkpoint} (resume with --resume, e.g. with a lower learning rate)"
@@ -487,11 +601,11 @@ class Trainer:
             else "no checkpoint was written before it"
         )
         message = (
-            f"training stopped at step {self.step + 1} (epoch {self.epoch}, batch {self.batch_index}): "
-            f"{what}; nothing of this step was applied and {kept}"
+            f"training stopped at step {step} (epoch {epoch}, batch {batch}): "
+            f"{what}; nothing of this step or any later one was applied and {kept}"
         )
         if self.is_main:
-            self._log({"step": self.step + 1, "error": message})
+            self._log({"step": step, "error": message})
         raise TrainingError(message)
 
     # ------------------------------------------------------------------ evaluation
@@ -665,10 +779,55 @@ class Trainer:
             for s, h in previous.items():
                 signal.signal(s, h)
 
+    @contextmanager
+    def _labels_checked(self) -> Iterator[None]:
+        """The loss skips its per-call label check while training: ``__init__`` checked every label."""
+        before = self.loss_fn.validate_labels
+        self.loss_fn.validate_labels = False
+        try:
+            yield
+        finally:
+            self.loss_fn.validate_labels = before
+
     def close(self) -> None:
         """Leave the process group this trainer created (if any)."""
         if self._own_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+class CompiledTower:
+    """A tower's forward compiled with ``torch.compile`` (``dynamic=True``: batch lengths vary) for training.
+
+    Compilation happens at the first call; if it fails (no C++ compiler for the CPU backend, an unsupported
+    platform or operation) a one-line warning says so and the tower runs uncompiled from then on. Only
+    compilation errors fall back; an error of the forward itself propagates.
+    """
+
+    def __init__(self, tower: torch.nn.Module) -> None:
+        self.tower = tower
+        self.compiled: Callable[..., torch.Tensor] | None = None
+        try:
+            self.compiled = torch.compile(tower, dynamic=True)
+        except RuntimeError as error:  # e.g. torch.compile unsupported on this Python
+            self._fall_back(error)
+
+    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(features)
+            except torch._dynamo.exc.TorchDynamoException as error:
+                self._fall_back(error)
+        return self.tower(features)
+
+    def _fall_back(self, error: BaseException) -> None:
+        self.compiled = None
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        warnings.warn(
+            f"train.compile: torch.compile is unavailable here ({type(error).__name__}: {reason}); "
+            "training runs uncompiled",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def machine_description() -> str:
