@@ -609,13 +609,3 @@ def test_compile_falls_back_with_one_warning_when_it_cannot_compile(
         ).train()
     assert len(logged_losses(tmp_path)) == 2
 
-
-def test_best_threshold_maximises_accuracy() -> None:
-    import numpy as np
-
-    result = best_threshold(np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2]), np.array([1, 1, 0, 1, 0, 0.0]))
-    assert result["accuracy"] == pytest.approx(5 / 6)  # cut after 0.8 (or after 0.4): one mistake
-    assert 0.7 < result["threshold"] < 0.8
-    assert result["f1"] == pytest.approx(0.8) and result["best_f1"] == pytest.approx(6 / 7)
-    perfect = best_threshold(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0.0]))
-    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0 and 0.2 < perfect["threshold"] < 0.8
