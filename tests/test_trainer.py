@@ -608,4 +608,3 @@ def test_compile_falls_back_with_one_warning_when_it_cannot_compile(
             tmp_path,
         ).train()
     assert len(logged_losses(tmp_path)) == 2
-
