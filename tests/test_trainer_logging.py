@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_tiny_transformer
-from test_trainer import config, make_pairs
+from conftest import make_tiny_lstm, make_tiny_transformer
+from test_trainer import NaNAfter, config, make_pairs
 
 from textsiamese import SiameseModel
 from textsiamese.losses import get_loss
-from textsiamese.training import Trainer, TrainResult, make_evaluator
+from textsiamese.training import Trainer, TrainingError, TrainResult, make_evaluator
 
 EventAccumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator"
@@ -117,7 +117,21 @@ def test_tensorboard_scalars_equal_the_metrics_jsonl_values(run: tuple[Path, Tra
     for key in logged:
         expected = [(r["step"], as_float32(r["eval"][key])) for r in evaluations]
         got = series[f"dev/{key}"]
-        if got and got[0][0] == 0:  # a trainer that also plots the zero-shot baseline at step 0
-            assert got[0] == (0, as_float32(baseline["baseline"][key])), key
-            got = got[1:]
-        assert got == expected, key
+        assert got[0] == (0, as_float32(baseline["baseline"][key])), key  # the zero-shot point
+        assert got[1:] == expected, key
+
+
+def test_tensorboard_writer_is_closed_when_a_run_fails(tmp_path: Path) -> None:
+    """A run that raises (here a NaN loss at step 3) still closes its event file: the steps logged before the
+    failure are readable and the writer is released."""
+    trainer = Trainer(
+        SiameseModel(make_tiny_lstm()),
+        NaNAfter(2),
+        make_pairs(),
+        config(max_steps=6, log_every=1),
+        tmp_path,
+    )
+    with pytest.raises(TrainingError, match="step 3"):
+        trainer.train()
+    assert trainer._tensorboard is None
+    assert [step for step, _ in scalars(tmp_path)["train/loss"]] == [1, 2]

@@ -384,6 +384,12 @@ class Trainer:
 
     def train(self) -> TrainResult:
         """Run to ``total_steps`` (or early stop / interruption) and write the outputs."""
+        try:
+            return self._run()
+        finally:  # also when the run raises (a non-finite step, an evaluator error, a second Ctrl-C)
+            self._close_tensorboard()
+
+    def _run(self) -> TrainResult:
         cfg = self.config
         self._started = time.perf_counter()
         if self.is_main:
@@ -397,6 +403,7 @@ class Trainer:
         if cfg.eval_at_start and self.evaluator is not None and self.step == 0 and self.baseline is None:
             self.baseline = self._evaluate(record=False)
             self._log({"step": 0, "baseline": self.baseline})
+            self._tensorboard_dev(self.baseline)
         progress = self._progress()
         stopped = "completed"
         examples = 0
@@ -452,10 +459,12 @@ class Trainer:
                     )
                     self._stats.loss_sum.zero_()
                     window_steps, window_examples, window_start = 0, 0, time.perf_counter()
+                paused = time.perf_counter()
                 if evaluating and self._evaluate_and_track():
                     stopped = "early_stopping"
                 if checkpointing:
                     self.save_checkpoint()
+                window_start += time.perf_counter() - paused  # examples_per_s counts training time only
                 if stopped != "completed":
                     break
                 if stats.stop if self.world_size > 1 else self._signal is not None:
@@ -498,8 +507,7 @@ class Trainer:
                     "result": {k: v for k, v in result.to_dict().items() if k != "evaluations"},
                 }
             )
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        self._close_tensorboard()
         ddp.barrier(self.world_size)
         return result
 
@@ -628,10 +636,7 @@ class Trainer:
         metrics = self._evaluate()
         self.evaluations.append({"step": self.step, "metrics": metrics})
         self._log({"step": self.step, "eval": metrics})
-        if self._tensorboard is not None:
-            for key, value in metrics.items():
-                if isinstance(value, float):
-                    self._tensorboard.add_scalar(f"dev/{key}", value, self.step)
+        self._tensorboard_dev(metrics)
         metric = cfg.metric
         if metric is None:
             return False
@@ -732,6 +737,14 @@ class Trainer:
             for key in ("loss", "lr", "examples_per_s"):
                 self._tensorboard.add_scalar(f"train/{key}", record[key], record["step"])
 
+    def _tensorboard_dev(self, metrics: dict[str, Any]) -> None:
+        """Dev figures (the baseline at step 0, then each evaluation) as TensorBoard scalars."""
+        if self._tensorboard is None:
+            return
+        for key, value in metrics.items():
+            if isinstance(value, float):
+                self._tensorboard.add_scalar(f"dev/{key}", value, self.step)
+
     def _open_tensorboard(self) -> None:
         if not self.is_main:
             return
@@ -739,7 +752,16 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return
-        self._tensorboard = SummaryWriter(str(self.output / "tensorboard"))
+        # On resume, events logged after the checkpoint by the interrupted run are dropped (purge_step), so a
+        # step is never shown twice.
+        self._tensorboard = SummaryWriter(
+            str(self.output / "tensorboard"), purge_step=self.step if self.resume else None
+        )
+
+    def _close_tensorboard(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
     def _progress(self) -> Any:
         from tqdm.auto import tqdm
