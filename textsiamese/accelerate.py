@@ -6,7 +6,8 @@
   ``amx_bf16`` among the ``/proc/cpuinfo`` flags), fp32 on every other CPU. On the 2-core AVX512-BF16 EPYC
   of ``docs/benchmarks.md`` bf16 autocast encodes at about 2x sentence-transformers' speed against fp32's
   1.3x, with STS-B dev Spearman within 0.0001 of fp32 (the matrix products are compute-bound there, so only
-  cheaper arithmetic gives more); without native bf16 the products are emulated and bf16 is no faster.
+  cheaper arithmetic gives more). Without native bf16 the products are emulated: on a Zen 3 (AVX2 only)
+  bf16 autocast was 5.6x slower than fp32, which is why ``auto`` reads the flags instead of assuming.
   ``resolve_precision`` says which one ``auto`` means on a given device.
 - ``"fp32"``: full precision everywhere (reproduces sentence-transformers' vectors to 1e-6). Parity checks
   and anything that must match another library's vectors pass it explicitly.
