@@ -254,7 +254,9 @@ def test_int8_and_bf16_stay_close_to_fp32_on_the_real_model(default_model: Siame
         warnings.simplefilter("error")  # the quantisation path must not leak torch's deprecation noise
         int8 = default_model.encode(texts, precision="int8")
     bf16 = default_model.encode(texts, precision="bf16")
-    assert (int8 * fp32).sum(1).min() > 0.99
+    # Full 8-bit activations need VNNI; without it (e.g. Zen 3) torch's 7-bit activations lose more
+    # (mean cosine 0.977 on STS-B dev there, docs/benchmarks.md), so the bound follows the CPU.
+    assert (int8 * fp32).sum(1).min() > (0.99 if cpu_has_vnni() else 0.97)
     assert (bf16 * fp32).sum(1).min() > 0.999
 
 
