@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # time the checkout this script belongs to, not another installed copy
 
 import textsiamese  # noqa: E402
+from textsiamese.accelerate import cpu_has_native_bf16, cpu_has_vnni, resolve_precision  # noqa: E402
 from textsiamese.data import read_pairs  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
@@ -102,6 +103,8 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "native_bf16": cpu_has_native_bf16(),  # what precision="auto" decides by on a CPU
+        "vnni": cpu_has_vnni(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_start": os.getloadavg(),
         "torch": torch.__version__,
@@ -171,6 +174,9 @@ def main() -> None:
         paths[f"textsiamese int8 dynamic, batch {best}"] = lambda t: ours.encode(
             t, batch_size=best, precision="int8"
         )
+    # What a plain ``model.encode(texts)`` does: precision "auto" (resolved per CPU), the default batch 64.
+    auto = resolve_precision("auto", device)
+    paths[f"textsiamese default: auto ({auto}), batch 64"] = lambda t: ours.encode(t)
     # Warm-up (untimed): build the int8 copy, create kernels for a spread of batch shapes.
     if not args.skip_throughput:
         for run in paths.values():

@@ -14,6 +14,7 @@ import torch
 import textsiamese
 import textsiamese.model as model_module
 from textsiamese import SiameseModel
+from textsiamese.accelerate import cpu_has_native_bf16, cpu_has_vnni, parse_cpu_flags, resolve_precision
 from textsiamese.cli import main
 from textsiamese.errors import ConfigError
 from textsiamese.model import TruncationWarning
@@ -116,13 +117,55 @@ def test_out_array_is_filled_and_checked(tiny_transformer, tmp_path: Path) -> No
 def test_precisions_on_a_tiny_model(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
     fp32 = model.encode(TEXTS, precision="fp32")
-    np.testing.assert_allclose(model.encode(TEXTS), fp32, atol=1e-6)  # auto is fp32 on CPU
+    # auto is whatever resolve_precision says for this CPU: exactly fp32 or exactly bf16 autocast.
+    auto = resolve_precision("auto", torch.device("cpu"))
+    np.testing.assert_array_equal(model.encode(TEXTS), model.encode(TEXTS, precision=auto))
     for precision in ("bf16", "int8"):
         other = model.encode(TEXTS, precision=precision)
         assert other.dtype == np.float32 and other.shape == fp32.shape
         assert (other * fp32).sum(1).min() > 0.95
     with pytest.raises(ConfigError, match="unknown precision"):
         model.encode(TEXTS, precision="fp8")
+
+
+# First lines of /proc/cpuinfo's "flags" on three CPUs (shortened; the flags that matter kept in place).
+ZEN3_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+    "flags\t\t: fpu vme sse sse2 avx f16c fma avx2 bmi2 sha_ni vaes vpclmulqdq rdpid fsrm\n"
+    "bugs\t\t: sysret_ss_attrs\n"
+)
+ZEN4_CPUINFO = (
+    "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512dq avx512bw avx512vl avx512_bf16 "
+    "avx512_vnni avx512_bitalg\nprocessor\t: 1\nflags\t\t: fpu\n"
+)
+SAPPHIRE_RAPIDS_CPUINFO = "flags\t\t: avx2 avx512f avx512bw avx512_vnni amx_bf16 amx_tile amx_int8\n"
+SKYLAKE_X_CPUINFO = "flags\t\t: avx2 avx512f avx512dq avx512bw avx512vl\n"  # AVX512 but no bf16, no VNNI
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    zen3 = parse_cpu_flags(ZEN3_CPUINFO)
+    assert "avx2" in zen3 and "avx512f" not in zen3 and "bugs" not in zen3
+    zen4 = parse_cpu_flags(ZEN4_CPUINFO)
+    assert "avx512_bf16" in zen4 and "fpu" in zen4 and len(zen4) == 10  # the first flags line only
+    assert parse_cpu_flags("") == frozenset() == parse_cpu_flags("processor\t: 0\n")
+    expected = {
+        ZEN3_CPUINFO: ("fp32", False, False),
+        ZEN4_CPUINFO: ("bf16", True, True),
+        SAPPHIRE_RAPIDS_CPUINFO: ("bf16", True, True),
+        SKYLAKE_X_CPUINFO: ("fp32", False, False),  # AVX512 alone only emulates bf16
+        "": ("fp32", False, False),  # unreadable /proc/cpuinfo (macOS, Windows): stay exact
+    }
+    for text, (auto, native, vnni) in expected.items():
+        flags = parse_cpu_flags(text)
+        assert resolve_precision("auto", cpu, flags) == auto
+        assert cpu_has_native_bf16(flags) is native and cpu_has_vnni(flags) is vnni
+        assert resolve_precision("auto", cuda, flags) == "bf16"  # CUDA: bf16 whatever the host CPU
+        for explicit in ("fp32", "bf16", "int8"):
+            assert resolve_precision(explicit, cpu, flags) == explicit
+    cpuinfo = Path("/proc/cpuinfo")
+    here = parse_cpu_flags(cpuinfo.read_text("utf-8") if cpuinfo.is_file() else "")
+    assert resolve_precision("auto", cpu) == ("bf16" if {"avx512_bf16", "amx_bf16"} & here else "fp32")
 
 
 def test_int8_copy_is_cached_and_rebuilt_when_weights_change(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
@@ -211,7 +254,9 @@ def test_int8_and_bf16_stay_close_to_fp32_on_the_real_model(default_model: Siame
         warnings.simplefilter("error")  # the quantisation path must not leak torch's deprecation noise
         int8 = default_model.encode(texts, precision="int8")
     bf16 = default_model.encode(texts, precision="bf16")
-    assert (int8 * fp32).sum(1).min() > 0.99
+    # Full 8-bit activations need VNNI; without it (e.g. Zen 3) torch's 7-bit activations lose more
+    # (mean cosine 0.977 on STS-B dev there, docs/benchmarks.md), so the bound follows the CPU.
+    assert (int8 * fp32).sum(1).min() > (0.99 if cpu_has_vnni() else 0.97)
     assert (bf16 * fp32).sum(1).min() > 0.999
 
 

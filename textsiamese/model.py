@@ -140,9 +140,10 @@ class SiameseModel(nn.Module):
         ``normalize`` defaults to the model's own setting. A single string gives a 1-D vector. Texts longer
         than the tower's maximum are truncated, with one ``TruncationWarning`` per call giving the count.
 
-        ``precision``: ``"auto"`` (fp32 on CPU, bf16 autocast on CUDA), ``"fp32"``, ``"bf16"`` (autocast, CPU
-        or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower, built once and cached);
-        see ``textsiamese.accelerate``. ``out``: a float32 (N, dimension) array to fill instead of a new
+        ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
+        ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
+        ``"bf16"`` (autocast, CPU or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower,
+        built once and cached); see ``textsiamese.accelerate``. ``out``: a float32 (N, dimension) array to fill instead of a new
         one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it is returned.
         """
         single = isinstance(texts, str)

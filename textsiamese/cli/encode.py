@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="auto (fp32 on CPU, bf16 on CUDA), fp32, bf16, or int8 (CPU: dynamic quantisation, fastest; "
-        "see docs/benchmarks.md for its quality cost)",
+        help="auto (bf16 autocast on CUDA and on CPUs with avx512_bf16/amx_bf16, fp32 on other CPUs), "
+        "fp32 (exact: sentence-transformers' vectors), bf16, or int8 (CPU: dynamic quantisation, fastest; "
+        "see docs/benchmarks.md for the quality cost of each)",
     )
     parser.add_argument(
         "--int8", action="store_const", const="int8", dest="precision", help="same as --precision int8"
