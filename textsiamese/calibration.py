@@ -256,7 +256,7 @@ def model_scores(
     texts_a: Sequence[str],
     texts_b: Sequence[str],
     metric: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> np.ndarray:
     """The model's raw scores for aligned pairs under ``metric`` (default: the calibration's, else the
@@ -275,7 +275,7 @@ def calibrate(
     method: str = "platt",
     metric: str | None = None,
     objective: str = "accuracy",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """Fit a calibration on labelled dev ``pairs`` and store it in ``model.calibration`` (saved with the model).
@@ -302,7 +302,7 @@ def calibrated_scores(
     model: SiameseModel,
     texts_a: Sequence[str],
     texts_b: Sequence[str],
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """``score`` for each pair and, when the model is calibrated, ``probability`` and ``same`` (bool).

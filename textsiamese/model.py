@@ -26,7 +26,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from textsiamese.accelerate import autocast_for, check_precision, quantize_dynamic_int8, weights_version
+from textsiamese.accelerate import (
+    autocast_for,
+    check_precision,
+    default_batch_size,
+    quantize_dynamic_int8,
+    weights_version,
+)
 from textsiamese.config import ROLES, ModelConfig
 from textsiamese.data.writers import replace_directory
 from textsiamese.distances import get_distance
@@ -123,7 +129,7 @@ class SiameseModel(nn.Module):
         self,
         texts: str | Sequence[str],
         role: str = "query",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         normalize: bool | None = None,
         device: str | torch.device | None = None,
         show_progress: bool = False,
@@ -137,7 +143,8 @@ class SiameseModel(nn.Module):
         one computes), each chunk sorted by token length so every batch pads only to its own longest member,
         padded without per-row Python, and run under inference mode (bf16 autocast, pinned memory and
         non-blocking copies on CUDA). Memory beyond the (N, dimension) result is bounded by the chunk size.
-        ``normalize`` defaults to the model's own setting. A single string gives a 1-D vector. Texts longer
+        ``batch_size`` defaults to 16 texts per forward pass on CPU and 64 on CUDA
+        (``accelerate.default_batch_size``). ``normalize`` defaults to the model's own setting. A single string gives a 1-D vector. Texts longer
         than the tower's maximum are truncated, with one ``TruncationWarning`` per call giving the count.
 
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
@@ -148,12 +155,14 @@ class SiameseModel(nn.Module):
         """
         single = isinstance(texts, str)
         items = [texts] if isinstance(texts, str) else list(texts)
-        if batch_size < 1:
-            raise ConfigError("batch_size must be at least 1")
         tower = self.tower(role)
         if device is not None:
             self.to(device)
         target = self.device
+        if batch_size is None:
+            batch_size = default_batch_size(target)
+        if batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
         check_precision(precision, target)
         normalize = self.normalize if normalize is None else normalize
         shape = (len(items), tower.dimension)
@@ -199,7 +208,7 @@ class SiameseModel(nn.Module):
         texts_a: Sequence[str],
         texts_b: Sequence[str],
         metric: str | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         show_progress: bool = False,
     ) -> np.ndarray:
         """The similarity (or distance, for distance metrics) of each aligned pair ``(a[i], b[i])``.
@@ -217,7 +226,7 @@ class SiameseModel(nn.Module):
         self,
         texts_a: Sequence[str],
         texts_b: Sequence[str],
-        batch_size: int = 64,
+        batch_size: int | None = None,
         show_progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of both sides of aligned pairs (a as queries, b as documents)."""

@@ -65,7 +65,7 @@ class OneShotClassifier:
         strategy: str = "reference",
         threshold: float | None = None,
         unknown_label: str = "unknown",
-        batch_size: int = 64,
+        batch_size: int | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -227,7 +227,7 @@ class OneShotClassifier:
         return target
 
     @classmethod
-    def load(cls, path: str | Path, model: SiameseModel, batch_size: int = 64) -> OneShotClassifier:
+    def load(cls, path: str | Path, model: SiameseModel, batch_size: int | None = None) -> OneShotClassifier:
         """Read a saved set; refuses it when ``model`` is not the model that encoded it."""
         directory = Path(path)
         meta_path = directory / META_FILE

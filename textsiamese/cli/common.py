@@ -15,7 +15,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--model", metavar="DIR", help="model directory (default: the embedded all-MiniLM-L6-v2)"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="texts per forward pass (default: 16 on CPU, 64 on CUDA)"
+    )
 
 
 def add_pair_input_options(parser: argparse.ArgumentParser) -> None:

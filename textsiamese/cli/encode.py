@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if not str(args.output).endswith(".npy"):
         raise ConfigError(f"--output must end in .npy (numpy.save adds the suffix otherwise): {args.output}")

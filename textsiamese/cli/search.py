@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         queries = list(args.query)
     model = load_index_model(args, index)
-    batch = max(1, args.batch_size)
+    batch = max(1, args.batch_size or 64)  # queries per search call (each call encodes its chunk)
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]
-        results = index.search(chunk, k=args.k, model=model, batch_size=batch)
+        results = index.search(chunk, k=args.k, model=model, batch_size=args.batch_size)
         for query, hits in zip(chunk, results, strict=True):
             if args.json:
                 record: dict[str, Any] = {"query": query, "hits": [hit.to_dict() for hit in hits]}

@@ -158,7 +158,7 @@ def classify_pairs(
     objective: str = "accuracy",
     folds: int = 5,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> ClassificationOutcome:
     """Evaluate pair classification and keep the arrays (see ``evaluate_classification`` for the dict)."""
@@ -238,7 +238,7 @@ def evaluate_classification(
     objective: str = "accuracy",
     folds: int = 5,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> Result:
     """Accuracy, precision, recall, F1 (at a threshold chosen away from ``pairs``), average precision,

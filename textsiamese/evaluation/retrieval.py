@@ -105,7 +105,7 @@ def evaluate_retrieval(
     pairs: PairData,
     metric: str | None = None,
     ks: Sequence[int] = KS,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     chunk_size: int = 256,
     show_progress: bool = False,
 ) -> Result:
@@ -183,7 +183,7 @@ def evaluate_reranking(
     pairs: PairData,
     metric: str | None = None,
     ks: Sequence[int] = KS,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> Result:
     """Re-rank each query's own candidates (rows sharing ``sentence1``) and average MAP, MRR, MRR@10,

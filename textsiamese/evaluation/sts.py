@@ -35,7 +35,7 @@ def evaluate_sts(
     model: SiameseModel,
     pairs: PairData,
     metrics: Sequence[str] = ("cosine",),
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> dict[str, float | int | str]:
     """Correlate the model's similarity with the gold ``scores`` of ``pairs``.

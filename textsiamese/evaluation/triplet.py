@@ -37,7 +37,7 @@ def triplet_distances(
     model: SiameseModel,
     triplets: TripletData,
     metric: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """d(anchor, positive) and d(anchor, negative) per row, as distances (similarities negated)."""
@@ -61,7 +61,7 @@ def evaluate_triplets(
     model: SiameseModel,
     triplets: TripletData,
     metric: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> Result:
     """``{"task": "triplet", "accuracy", "mean_margin", "metric", "n"}``.

@@ -47,7 +47,12 @@ class Encoder(Protocol):
     def fingerprint(self) -> str: ...
 
     def encode(
-        self, texts: Sequence[str], role: str = ..., batch_size: int = ..., *, show_progress: bool = ...
+        self,
+        texts: Sequence[str],
+        role: str = ...,
+        batch_size: int | None = ...,
+        *,
+        show_progress: bool = ...,
     ) -> Any: ...
 
 
@@ -270,7 +275,7 @@ class Index:
         metric: str = "cosine",
         params: Mapping[str, Any] | None = None,
         recall_target: float | None = 0.95,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         show_progress: bool = False,
         memory_budget: int | None = None,
         model_source: str | None = None,
@@ -439,7 +444,7 @@ class Index:
         metadata: Any = None,
         *,
         model: Encoder | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         show_progress: bool = False,
     ) -> list[str]:
         """Encode ``texts`` with the document tower and add them (see :meth:`add_vectors`)."""
@@ -574,7 +579,7 @@ class Index:
         k: int = 10,
         *,
         model: Encoder | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query: text queries go through the query tower, arrays are used as they are.
 

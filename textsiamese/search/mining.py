@@ -72,7 +72,7 @@ def mine_hard_negatives(
     num_negatives: int = 5,
     margin: float = 0.05,
     batch_size: int = 1024,
-    encode_batch_size: int = 64,
+    encode_batch_size: int | None = None,
     anchor_vectors: Any = None,
     positive_vectors: Any = None,
     stats: MiningStats | None = None,
@@ -303,7 +303,7 @@ def mine_paraphrases(
     ids: Sequence[str] | None = None,
     threshold: float = 0.8,
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
     **kwargs: Any,
 ) -> list[tuple[str, str, float]]:

@@ -45,7 +45,7 @@ DEFAULT_METRIC = {
 
 
 def make_evaluator(
-    task: str, pairs: PairData, batch_size: int = 64
+    task: str, pairs: PairData, batch_size: int | None = None
 ) -> Callable[[SiameseModel], dict[str, Any]]:
     """The evaluator for ``task`` on the dev ``pairs``: ``model -> flat dict of floats``.
 
