@@ -91,8 +91,8 @@ class ClockedTrainer(Trainer):
 
     clock: StepClock
 
-    def _optimizer_step(self) -> float | None:
-        norm = super()._optimizer_step()
+    def _optimizer_step(self, step_loss: torch.Tensor) -> torch.Tensor:
+        norm = super()._optimizer_step(step_loss)
         self.clock.tick(self.step + 1, self.total_steps)  # self.step counts this step after we return
         return norm
 
