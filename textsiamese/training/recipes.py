@@ -27,7 +27,7 @@ one stage:
       split_by: null           # sentence1: all rows of one question land on the same side of the split
       dev_limit: null
     loss: {name: cosine_similarity, score_range: [0, 5]}   # name + the loss's options
-    eval: {task: sts, batch_size: 64}                        # sts | pair_classification | retrieval | reranking
+    eval: {task: sts, batch_size: null}                      # batch_size null: encode's device default; sts | pair_classification | retrieval | reranking
     train: {epochs: 4, batch_size: 16, lr: 2.0e-5, eval_every: 180, metric: spearman}   # TrainConfig
     stages: null               # or a list of {name, data, loss, eval, train} run in turn on one model
 
@@ -93,7 +93,7 @@ DEFAULTS: dict[str, Any] = {
         "dev_limit": None,
     },
     "loss": {},
-    "eval": {"task": None, "batch_size": 64},
+    "eval": {"task": None, "batch_size": None},
     "train": {},
     "stages": None,
 }
@@ -409,7 +409,8 @@ def run_recipe(recipe: Recipe, output: str | Path | None = None, resume: bool = 
         if task:
             if dev is None:
                 raise ConfigError(f"eval.task {task!r} needs dev data (data.dev or data.dev_split)")
-            evaluator = make_evaluator(task, dev, int(stage["eval"].get("batch_size") or 64))
+            batch = stage["eval"].get("batch_size")
+            evaluator = make_evaluator(task, dev, int(batch) if batch else None)
         if resume and last and not (out / "checkpoint").is_dir():
             print(
                 f"note: --resume: no checkpoint in {out}; starting this stage from the beginning", flush=True
