@@ -314,6 +314,35 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     )
 
 
+def test_resume_from_a_checkpoint_of_the_unfused_optimizer(tmp_path: Path) -> None:
+    """Checkpoints written before the sync-free loop stored AdamW with fused=False; resuming one runs on (the
+    fused kernel is what skips a non-finite step) and reaches the same weights as an uninterrupted run."""
+    options = {"max_steps": 6, "checkpoint_every": 3}
+
+    def trainer(output: Path, resume: bool = False) -> Trainer:
+        torch.manual_seed(0)
+        model = SiameseModel(make_tiny_lstm())
+        return Trainer(model, get_loss("cosent"), make_pairs(), config(**options), output, resume=resume)
+
+    whole = trainer(tmp_path / "whole")
+    whole.train()
+    InterruptAt.at, InterruptAt.signum = 3, signal.SIGINT
+    torch.manual_seed(0)
+    part = InterruptAt(
+        SiameseModel(make_tiny_lstm()), get_loss("cosent"), make_pairs(), config(**options), tmp_path / "part"
+    )
+    assert part.train().stopped == "interrupted"
+    state_file = tmp_path / "part" / "checkpoint" / "state.pt"
+    state = torch.load(state_file, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = False  # as the earlier trainer wrote it
+    torch.save(state, state_file)
+    resumed = trainer(tmp_path / "part", resume=True)
+    assert resumed.train().stopped == "completed"
+    assert all(group["fused"] for group in resumed.optimizer.param_groups)
+    assert same_weights(weights(resumed.model), weights(whole.model))
+
+
 def test_resume_without_checkpoint_or_with_other_length_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no checkpoint"):
         Trainer(

@@ -711,6 +711,10 @@ class Trainer:
             self.model.towers, str(source / "model" / WEIGHTS_FILE), strict=True, device=str(self.device)
         )
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            # A checkpoint from before the sync-free loop stored fused=False; only the fused kernel skips a
+            # step on found_inf, so this run's setting wins over the stored one.
+            group["fused"], group["foreach"] = True, None
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
         self.step, self.epoch, self.batch_index = state["step"], state["epoch"], state["batch_index"]
