@@ -14,7 +14,13 @@ import torch
 import textsiamese
 import textsiamese.model as model_module
 from textsiamese import SiameseModel
-from textsiamese.accelerate import cpu_has_native_bf16, cpu_has_vnni, parse_cpu_flags, resolve_precision
+from textsiamese.accelerate import (
+    cpu_has_native_bf16,
+    cpu_has_vnni,
+    default_batch_size,
+    parse_cpu_flags,
+    resolve_precision,
+)
 from textsiamese.cli import main
 from textsiamese.errors import ConfigError
 from textsiamese.model import TruncationWarning
@@ -67,6 +73,28 @@ def test_chunked_encode_keeps_input_order(
     monkeypatch.setattr(model_module, "ENCODE_CHUNK", chunk)
     for batch_size in (1, 3, 64):
         np.testing.assert_allclose(model.encode(TEXTS, batch_size=batch_size), one_by_one, atol=1e-5)
+
+
+def test_default_batch_follows_the_device(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    """No batch_size: 16 texts per forward pass on CPU (64 on CUDA); an explicit one wins; < 1 is refused."""
+    assert default_batch_size(torch.device("cpu")) == 16
+    assert default_batch_size(torch.device("cuda")) == 64
+    model = SiameseModel(tiny_transformer)
+    sizes: list[int] = []
+    hook = tiny_transformer.register_forward_hook(
+        lambda module, args, output: sizes.append(int(output.shape[0]))
+    )
+    texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(40)]
+    try:
+        model.encode(texts)
+        assert sorted(sizes, reverse=True) == [16, 16, 8]
+        sizes.clear()
+        model.encode(texts, batch_size=30)
+        assert sorted(sizes, reverse=True) == [30, 10]
+    finally:
+        hook.remove()
+    with pytest.raises(ConfigError, match="at least 1"):
+        model.encode(texts, batch_size=0)
 
 
 def test_truncation_is_counted_across_chunks(tiny_transformer, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -45,6 +45,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # /proc/cpuinfo flags of CPUs that multiply bf16 natively (Zen 4 and Cooper Lake on: avx512_bf16;
 # Sapphire Rapids on: amx_bf16).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# ... and of CPUs with 8-bit dot products accumulating in 32 bits.
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -175,13 +177,18 @@ def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
     /proc/cpuinfo is read rather than ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``: torch's check
     answers on AVX512 support (core, VL, BW, DQ), which CPUs without the bf16 instructions also have.
     """
-    return bool(NATIVE_BF16_FLAGS & frozenset(cpu_flags() if flags is None else flags))
+    return _has_any(NATIVE_BF16_FLAGS, flags)
 
 
 def cpu_has_vnni(flags: Iterable[str] | None = None) -> bool:
     """Whether the CPU has 8-bit dot products accumulating in 32 bits (AVX512-VNNI, AVX-VNNI or AMX-INT8);
     ``flags`` default to this CPU's."""
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & frozenset(cpu_flags() if flags is None else flags))
+    return _has_any(VNNI_FLAGS, flags)
+
+
+def _has_any(wanted: frozenset[str], flags: Iterable[str] | None) -> bool:
+    """Whether ``flags`` (default: this CPU's) include any of ``wanted``."""
+    return bool(wanted & frozenset(cpu_flags() if flags is None else flags))
 
 
 def weights_version(module: nn.Module) -> tuple[tuple[int, int], ...]:

@@ -144,25 +144,26 @@ class SiameseModel(nn.Module):
         padded without per-row Python, and run under inference mode (bf16 autocast, pinned memory and
         non-blocking copies on CUDA). Memory beyond the (N, dimension) result is bounded by the chunk size.
         ``batch_size`` defaults to 16 texts per forward pass on CPU and 64 on CUDA
-        (``accelerate.default_batch_size``). ``normalize`` defaults to the model's own setting. A single string gives a 1-D vector. Texts longer
-        than the tower's maximum are truncated, with one ``TruncationWarning`` per call giving the count.
+        (``accelerate.default_batch_size``). ``normalize`` defaults to the model's own setting. A single
+        string gives a 1-D vector. Texts longer than the tower's maximum are truncated, with one
+        ``TruncationWarning`` per call giving the count.
 
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
         ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
         ``"bf16"`` (autocast, CPU or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower,
-        built once and cached); see ``textsiamese.accelerate``. ``out``: a float32 (N, dimension) array to fill instead of a new
-        one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it is returned.
+        built once and cached); see ``textsiamese.accelerate``. ``out``: a float32 (N, dimension) array to
+        fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
+        is returned.
         """
         single = isinstance(texts, str)
         items = [texts] if isinstance(texts, str) else list(texts)
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
         tower = self.tower(role)
         if device is not None:
             self.to(device)
         target = self.device
-        if batch_size is None:
-            batch_size = default_batch_size(target)
-        if batch_size < 1:
-            raise ConfigError("batch_size must be at least 1")
+        batch_size = batch_size or default_batch_size(target)
         check_precision(precision, target)
         normalize = self.normalize if normalize is None else normalize
         shape = (len(items), tower.dimension)
