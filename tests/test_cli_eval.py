@@ -99,6 +99,35 @@ def test_eval_retrieval_and_triplet(
     assert (tmp_path / "rep" / "scores.png").is_file()
 
 
+def test_eval_reranking_matches_per_question_average_precision(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MAP and MRR over each question's own candidates, recomputed with scikit-learn from the model's cosines;
+    "q three" has no relevant candidate and is left out, as WikiQA's evaluation does."""
+    from sklearn.metrics import average_precision_score
+
+    questions = ["q one", "q one", "q one", "q two", "q two", "q three", "q three"]
+    answers = ["a dog runs", "the market fell", "a man sings", "cats sleep", "the ball", "a park", "rain"]
+    labels = [0, 1, 1, 1, 0, 0, 0]
+    data = write_pairs(tmp_path / "wikiqa.csv", questions, answers, labels)
+    result = run_json(
+        ["eval", "--task", "reranking", "--data", str(data), "--model", str(tiny_model_dir), "--json"], capsys
+    )
+    model = textsiamese.load(tiny_model_dir)
+    q = model.encode(questions, role="query")
+    d = model.encode(answers, role="document")
+    cosine = (q * d).sum(1) / np.linalg.norm(q, axis=1) / np.linalg.norm(d, axis=1)
+    aps, reciprocal_ranks = [], []
+    for rows in ([0, 1, 2], [3, 4]):
+        y, s = np.asarray(labels)[rows], cosine[rows]
+        aps.append(average_precision_score(y, s))
+        order = np.argsort(-s)
+        reciprocal_ranks.append(1 / (1 + int(np.flatnonzero(y[order])[0])))
+    assert result["task"] == "reranking" and result["n"] == 2
+    assert result["map"] == pytest.approx(np.mean(aps), abs=1e-6)
+    assert result["mrr"] == pytest.approx(np.mean(reciprocal_ranks), abs=1e-6)
+
+
 def test_calibrate_then_score_writes_probability_and_same(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,7 +3,8 @@
 Tasks: ``sts`` (Spearman / Pearson against ``score``), ``classification`` (pairs with ``label``: accuracy,
 precision, recall, F1 at a threshold chosen on ``--dev`` or by cross-validation, average precision, ROC-AUC,
 expected calibration error), ``retrieval`` (sentence1 = query, sentence2 = document, label 1 = relevant:
-recall@1/5/10, MRR@10, nDCG@10, MAP) and ``triplet`` (anchor, positive, negative: accuracy).
+recall@1/5/10, MRR@10, nDCG@10, MAP), ``reranking`` (the same columns, each query's own candidates ranked:
+MAP, MRR, MRR@10, nDCG@10, as WikiQA is reported) and ``triplet`` (anchor, positive, negative: accuracy).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from textsiamese.cli.common import (
 from textsiamese.data import PairData
 from textsiamese.errors import ConfigError, InputError
 
-TASKS = ("sts", "classification", "retrieval", "triplet")
+TASKS = ("sts", "classification", "retrieval", "reranking", "triplet")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'score' column. classification: accuracy, precision, recall, F1 (threshold chosen on --dev, or by "
         "cross-validation on the file), average precision, ROC-AUC and calibration error on a 'label' "
         "column. retrieval: sentence1 = query, sentence2 = document, label 1 = relevant; recall@1/5/10, "
-        "MRR@10, nDCG@10, MAP over all distinct sentence2. triplet: accuracy of d(anchor, positive) < "
+        "MRR@10, nDCG@10, MAP over all distinct sentence2. reranking: the same columns, each query's own "
+        "candidates ranked (rows sharing sentence1); MAP, MRR, MRR@10, nDCG@10 over queries with both labels. "
+        "triplet: accuracy of d(anchor, positive) < "
         "d(anchor, negative).",
     )
     parser.add_argument("--task", required=True, choices=TASKS)
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         "sts": _run_sts,
         "classification": _run_classification,
         "retrieval": _run_retrieval,
+        "reranking": _run_reranking,
         "triplet": _run_triplet,
     }[args.task]
     result = runner(args)
@@ -203,11 +207,22 @@ def _run_classification(args: argparse.Namespace) -> dict[str, Any]:
 def _run_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     from textsiamese.evaluation import evaluate_retrieval
 
+    return _run_ranking(args, evaluate_retrieval)
+
+
+def _run_reranking(args: argparse.Namespace) -> dict[str, Any]:
+    from textsiamese.evaluation import evaluate_reranking
+
+    return _run_ranking(args, evaluate_reranking)
+
+
+def _run_ranking(args: argparse.Namespace, evaluate: Any) -> dict[str, Any]:
+    """Retrieval or re-ranking: query / document pairs with 0/1 relevance labels."""
     pairs = read_pair_input(args, args.data, need="label")
     model = load_model(args)
     metrics = _metrics(args)
     metric = metrics[0] if metrics else None
-    result: dict[str, Any] = evaluate_retrieval(
+    result: dict[str, Any] = evaluate(
         model, pairs, metric=metric, batch_size=args.batch_size, show_progress=args.progress
     )
     if args.report:
