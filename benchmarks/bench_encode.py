@@ -7,7 +7,8 @@ same machine load; each figure is the median over repeats and each ratio the med
 ratios to sentence-transformers at its default batch of 32. Peak host RSS is sampled during every run.
 ``--quality`` adds STS-B dev Spearman per path; ``--scale`` times the encode pipeline at the given corpus
 sizes (AG News texts repeated) to check that time per sentence stays flat. Writes
-benchmarks/results/encode.json. Needs the bench extra (sentence-transformers, psutil).
+benchmarks/results/encode.json. Needs the bench extra (sentence-transformers, psutil) and, on CPU, the onnx
+extra for the ONNX Runtime paths (or ``--no-onnx``).
 """
 
 from __future__ import annotations
@@ -153,6 +154,12 @@ def main() -> None:
     parser.add_argument("--scale-precision", default="int8")
     parser.add_argument("--scale-repeats", type=int, default=2)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--no-onnx",
+        dest="onnx",
+        action="store_false",
+        help="leave out the ONNX Runtime backend (timed on CPU by default; needs the onnx extra)",
+    )
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "encode.json"))
     args = parser.parse_args()
 
@@ -180,12 +187,18 @@ def main() -> None:
         paths[f"textsiamese int8 dynamic, batch {best}"] = lambda t: ours.encode(
             t, batch_size=best, precision="int8"
         )
+    if cpu and args.onnx:
+        for precision in ("fp32", "int8"):
+            paths[f"textsiamese ONNX Runtime {precision}, batch {best}"] = lambda t, p=precision: ours.encode(
+                t, batch_size=best, precision=p, backend="onnx"
+            )
     # What a plain ``model.encode(texts)`` does: precision "auto" (resolved per CPU), the device's default batch.
     auto = resolve_precision("auto", device)
     paths[f"textsiamese default: auto ({auto}), batch {default_batch_size(device)}"] = lambda t: ours.encode(
         t
     )
-    # Warm-up (untimed): build the int8 copy, create kernels for a spread of batch shapes.
+    # Warm-up (untimed): build the int8 copy and the ONNX Runtime sessions, create kernels for a spread of
+    # batch shapes.
     if not args.skip_throughput:
         for run in paths.values():
             run(texts[::12])

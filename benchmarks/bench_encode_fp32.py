@@ -1,4 +1,5 @@
-"""Experiment: can the fp32 encode path itself get faster without changing its vectors? (issue 7)
+"""Experiment: can the fp32 encode path itself get faster without changing its vectors, and does ONNX
+Runtime beat torch on this CPU? (issue 7)
 
 Usage: python benchmarks/bench_encode_fp32.py [--texts 1000] [--paths jit,eager,compile] [--lowp] [--threads 1]
 
@@ -9,12 +10,17 @@ Each variant replaces the transformer tower's forward on its own copy of the def
 - ``eager``: eager attention instead of the SDPA kernel the tower uses by default;
 - ``compile``: ``torch.compile(encoder, dynamic=True)`` (inductor, C++ code compiled with the system gcc);
 - ``compile_freeze``: the same with ``torch._inductor.config.freezing = True`` (constant-folded, prepacked
-  weights; process-wide setting).
+  weights; process-wide setting);
+- ``onnx``: the library's ONNX Runtime backend (``encode(backend="onnx")``: the tower, encoder and pooling,
+  exported with ``torch.onnx.export`` and run by ONNX Runtime's CPU provider); ``onnx_int8``: the same with
+  per-channel int8 weights (``precision="int8"``); ``onnx_opt``: the fp32 export after
+  ``onnxruntime.transformers.optimizer`` (BERT fusions). These need the ``onnx`` extra.
 
 For each it prints the warm-up time (trace / compile and the first encodes; not part of the throughput) and
 the largest absolute difference from the plain fp32 vectors on 200 AG News texts, then times every path with
 ``bench_encode.throughput`` (interleaved slices, ratios to sentence-transformers at batch 32). ``--lowp``
-adds the bf16, int8 and default (``precision="auto"``, batch 64) paths. Prints only; nothing is written.
+adds the bf16 (on CPUs with native bf16), int8 and default (``precision="auto"``, the device's default
+batch) paths. Prints only; nothing is written.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ def variant(kind: str, texts: list[str], check: list[str], want: np.ndarray) -> 
             traced = torch.jit.freeze(torch.jit.trace(Wrapped().eval(), (ids, mask), check_trace=False))
             scripted = torch.jit.optimize_for_inference(traced) if kind == "ofi" else traced
         run = scripted
+    elif kind in ("onnx", "onnx_opt", "onnx_int8"):
+        run = onnx_runner(tower, kind)
     elif kind == "eager":
         encoder.set_attn_implementation("eager")
     else:
@@ -82,6 +90,8 @@ def variant(kind: str, texts: list[str], check: list[str], want: np.ndarray) -> 
 
         def forward(features: dict[str, torch.Tensor]) -> torch.Tensor:
             mask = features["attention_mask"]
+            if kind.startswith("onnx"):  # the exported graph pools itself
+                return run(features["input_ids"], mask)
             return tower._pool(run(features["input_ids"], mask), mask)  # type: ignore[no-any-return]
 
         tower.forward = forward
@@ -89,8 +99,46 @@ def variant(kind: str, texts: list[str], check: list[str], want: np.ndarray) -> 
     model.encode(check, batch_size=16, precision="fp32")
     warm = time.perf_counter() - start
     diff = float(np.abs(model.encode(check, batch_size=16, precision="fp32") - want).max())
-    print(f"{kind}: warm-up {warm:.1f} s, max abs difference from fp32 {diff:.2e}", flush=True)
+    got = model.encode(check, batch_size=16, precision="fp32")
+    cosine = float((got * want).sum(1).mean())  # both unit length: the default model normalises
+    print(f"{kind}: warm-up {warm:.1f} s, max abs difference from fp32 {diff:.2e}, mean cosine {cosine:.5f}")
     return model
+
+
+def onnx_runner(tower: Any, kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The library's ONNX Runtime tower (``onnx``: fp32, ``onnx_int8``: per-channel int8 weights), or for
+    ``onnx_opt`` its fp32 export after ONNX Runtime's BERT graph optimiser, in a session like the library's."""
+    import tempfile
+
+    from textsiamese.onnx_backend import OnnxTower, export_tower, onnx_tower
+
+    if kind != "onnx_opt":
+        stand_in = onnx_tower(tower, "int8" if kind == "onnx_int8" else "fp32")
+    else:
+        import onnxruntime as ort
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_tower(tower, Path(folder) / "tower.onnx")
+            config = tower.encoder.config
+            optimized = optimize_model(
+                str(path),
+                model_type="bert",
+                num_heads=config.num_attention_heads,
+                hidden_size=config.hidden_size,
+            )
+            print(f"onnx_opt fusions: {optimized.get_fused_operator_statistics()}")
+            optimized.save_model_to_file(str(path))
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+        stand_in = OnnxTower(tower, session)
+
+    def run(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return stand_in({"input_ids": ids, "attention_mask": mask})
+
+    return run
 
 
 def main() -> None:
@@ -117,11 +165,14 @@ def main() -> None:
         "textsiamese fp32, batch 16": lambda t: ours.encode(t, batch_size=16, precision="fp32"),
     }
     if args.lowp:
-        for precision in ("bf16", "int8"):
+        from textsiamese.accelerate import cpu_has_native_bf16
+
+        # emulated bf16 (no avx512_bf16 / AMX) is several times slower than fp32: not worth timing
+        for precision in ("bf16", "int8") if cpu_has_native_bf16() else ("int8",):
             paths[f"textsiamese {precision}, batch 16"] = lambda t, p=precision: ours.encode(
                 t, batch_size=16, precision=p
             )
-        paths["textsiamese default (auto), batch 64"] = lambda t: ours.encode(t)
+        paths["textsiamese default (auto, default batch)"] = lambda t: ours.encode(t)
     for kind in filter(None, args.paths.split(",")):
         model = variant(kind, texts, check, want)
         paths[f"textsiamese fp32 {kind}, batch 16"] = lambda t, m=model: m.encode(

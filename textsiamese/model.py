@@ -37,6 +37,7 @@ from textsiamese.config import ROLES, ModelConfig
 from textsiamese.data.writers import replace_directory
 from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, ModelError
+from textsiamese.onnx_backend import OnnxTower, check_backend, onnx_tower
 from textsiamese.towers import LSTMTower, Tower, TransformerTower, tower_class
 from textsiamese.towers.base import pad_flat
 
@@ -135,6 +136,7 @@ class SiameseModel(nn.Module):
         show_progress: bool = False,
         *,
         precision: str = "auto",
+        backend: str = "torch",
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
@@ -151,7 +153,10 @@ class SiameseModel(nn.Module):
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
         ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
         ``"bf16"`` (autocast, CPU or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower,
-        built once and cached); see ``textsiamese.accelerate``. ``out``: a float32 (N, dimension) array to
+        built once and cached); see ``textsiamese.accelerate``. ``backend``: ``"torch"`` (default) or
+        ``"onnx"`` (CPU, transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
+        ``auto`` / ``fp32``, int8 weights per channel for ``int8``; needs the ``onnx`` extra; see
+        ``textsiamese.onnx_backend``). ``out``: a float32 (N, dimension) array to
         fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
         is returned.
         """
@@ -165,6 +170,7 @@ class SiameseModel(nn.Module):
         target = self.device
         batch_size = batch_size or default_batch_size(target)
         check_precision(precision, target)
+        check_backend(backend, precision, target)
         normalize = self.normalize if normalize is None else normalize
         shape = (len(items), tower.dimension)
         if out is None:
@@ -177,7 +183,12 @@ class SiameseModel(nn.Module):
             return output
         was_training = self.training
         self.eval()
-        runner = self._int8_tower(role) if precision == "int8" else tower
+        runner: Any = tower
+        if backend == "onnx":
+            runner = self._onnx_tower(role, precision)
+            precision = "fp32"  # torch autocast has no say over ONNX Runtime
+        elif precision == "int8":
+            runner = self._int8_tower(role)
         progress = _progress(len(items), show_progress, f"encode ({role})")
         try:
             with autocast_for(precision, target):
@@ -203,6 +214,26 @@ class SiameseModel(nn.Module):
         if name not in cache or cache[name][0] != version:
             cache[name] = (version, quantize_dynamic_int8(tower))  # type: ignore[assignment]
         return cache[name][1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and deep-copied without the int8 / ONNX Runtime caches (a session cannot be copied); they
+        are rebuilt on first use."""
+        state = self.__dict__.copy()
+        state.pop("_int8_cache", None)
+        state.pop("_onnx_cache", None)
+        return state
+
+    def _onnx_tower(self, role: str, precision: str) -> OnnxTower:
+        """The cached ONNX Runtime stand-in for ``role``'s tower at ``precision``, rebuilt if its weights
+        changed."""
+        name = self.roles[role]
+        tower = self.tower(role)
+        key = f"{name}:{'int8' if precision == 'int8' else 'fp32'}"
+        cache: dict[str, tuple[Any, OnnxTower]] = self.__dict__.setdefault("_onnx_cache", {})
+        version = weights_version(tower)
+        if key not in cache or cache[key][0] != version:
+            cache[key] = (version, onnx_tower(tower, precision))
+        return cache[key][1]
 
     def similarity(
         self,

@@ -20,6 +20,7 @@ from textsiamese.accelerate import PRECISIONS, torch_threads
 from textsiamese.cli.common import add_model_options, load_model
 from textsiamese.data import read_corpus
 from textsiamese.errors import ConfigError
+from textsiamese.onnx_backend import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--int8", action="store_const", const="int8", dest="precision", help="same as --precision int8"
+    )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="torch (default) or onnx: CPU, transformer towers, the tower exported once and run by ONNX "
+        "Runtime (fp32, or int8 weights with --int8); needs pip install 'textsiamese[onnx]'",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the model (default: torch's choice)"
@@ -89,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             normalize=args.normalize,
             show_progress=args.progress,
             precision=args.precision,
+            backend=args.backend,
             out=array,
         )
     print(

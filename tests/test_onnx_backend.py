@@ -1,0 +1,137 @@
+"""The ONNX Runtime encode backend: exported graph, int8 weights, cache, errors, and the encode CLI flag."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+import textsiamese
+from textsiamese import SiameseModel
+from textsiamese.cli import main
+from textsiamese.errors import ConfigError
+from textsiamese.onnx_backend import export_tower
+from textsiamese.towers.base import pad_ids
+
+TEXTS = [
+    "a man is eating food",
+    "a dog runs in the park with a ball and the man is playing the guitar on the grass",
+    "the cat",
+    "dog",
+    "the market fell sharply on monday after the central bank raised rates",
+    "someone is playing a guitar in the park",
+    "a man is eating food " * 6,  # longer than the tiny tower's 32 tokens: truncated alike on both paths
+]
+
+
+def test_onnx_fp32_gives_torchs_vectors_in_input_order(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    want = model.encode(TEXTS, batch_size=3, precision="fp32")
+    for batch_size in (1, 3, 16):
+        got = model.encode(TEXTS, batch_size=batch_size, backend="onnx")
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    one = model.encode(TEXTS[2], backend="onnx")
+    np.testing.assert_allclose(one, want[2], atol=1e-5)
+
+
+def test_exported_file_runs_in_a_bare_session(tiny_transformer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The written graph stands alone: ONNX Runtime alone reproduces the tower's unnormalised output,
+    padding included, for a batch shape other than the one it was traced with."""
+    path = export_tower(tiny_transformer, tmp_path / "tower.onnx")
+    assert tiny_transformer.training  # the export left the tower's mode alone
+    tiny_transformer.eval()  # no dropout in the reference
+    ids, mask = pad_ids(tiny_transformer.tokenize(TEXTS[:5]).ids, tiny_transformer.pad_id)
+    with torch.no_grad():
+        want = tiny_transformer({"input_ids": ids, "attention_mask": mask}).numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    assert got.shape == (5, tiny_transformer.dimension)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not any(p.name.endswith(".fp32.onnx") for p in tmp_path.iterdir())
+
+
+def test_int8_export_quantises_every_matmul_weight(tiny_transformer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = export_tower(tiny_transformer, tmp_path / "tower-int8.onnx", int8=True)
+    graph = onnx.load(str(path)).graph
+    ops = [node.op_type for node in graph.node]
+    plain = [
+        node.op_type
+        for node in onnx.load(str(export_tower(tiny_transformer, tmp_path / "p.onnx"))).graph.node
+    ]
+    # 2 layers x (query, key, value, attention output, intermediate, output) = 12 weight products
+    assert ops.count("MatMulInteger") == 12
+    assert plain.count("MatMul") - ops.count("MatMul") == 12  # the attention products stay float
+    int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert sum(len(t.dims) == 2 for t in int8) == 12  # the weights; the rest are per-channel zero points
+    assert all(t.dims[0] in (32, 64) for t in int8 if len(t.dims) == 1)  # one per output channel
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.onnx", "tower-int8.onnx"]
+
+
+def test_int8_stays_close_to_fp32_on_the_real_model(default_model: SiameseModel) -> None:
+    texts = [
+        "A man is playing a guitar.",
+        "The stock market fell sharply after the announcement.",
+        "Two dogs are running through a field of snow.",
+        "How do I reset my password?",
+    ]
+    fp32 = default_model.encode(texts, precision="fp32")
+    onnx_fp32 = default_model.encode(texts, backend="onnx")
+    int8 = default_model.encode(texts, backend="onnx", precision="int8")
+    np.testing.assert_allclose(onnx_fp32, fp32, atol=1e-5)
+    # Per-channel int8 weights: mean cosine 0.992 to fp32 on STS-B dev (docs/benchmarks.md).
+    assert (int8 * fp32).sum(1).min() > 0.97
+    assert not np.allclose(int8, fp32, atol=1e-4)  # it did run quantised
+
+
+def test_sessions_are_cached_and_rebuilt_when_weights_change(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    first = model._onnx_tower("query", "fp32")
+    assert model._onnx_tower("document", "auto") is first  # shared tower, auto = fp32: one session
+    assert model._onnx_tower("query", "int8") is not first
+    before = model.encode(TEXTS, backend="onnx")
+    with torch.no_grad():  # a uniform shift of the embeddings would vanish in their layer norm
+        weights = next(model.parameters())
+        weights.add_(torch.randn(weights.shape, generator=torch.Generator().manual_seed(0)))
+    assert model._onnx_tower("query", "fp32") is not first
+    after = model.encode(TEXTS, backend="onnx")
+    np.testing.assert_allclose(after, model.encode(TEXTS, precision="fp32"), atol=1e-5)
+    assert not np.allclose(after, before, atol=1e-4)
+    twin = copy.deepcopy(model)  # sessions cannot be copied: the copy rebuilds its own
+    assert "_onnx_cache" not in twin.__dict__
+    np.testing.assert_allclose(twin.encode(TEXTS, backend="onnx"), after, atol=1e-6)
+
+
+def test_refusals(tiny_transformer, tiny_lstm, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer)
+    with pytest.raises(ConfigError, match="unknown backend 'tensorrt'"):
+        model.encode(TEXTS, backend="tensorrt")
+    with pytest.raises(ConfigError, match="not 'bf16'"):
+        model.encode(TEXTS, backend="onnx", precision="bf16")
+    with pytest.raises(ConfigError, match="transformer towers only, not LSTMTower"):
+        SiameseModel(tiny_lstm).encode(TEXTS, backend="onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install \"textsiamese\[onnx\]\""):
+        model.encode(TEXTS, backend="onnx")
+
+
+def test_encode_cli_backend_onnx(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = textsiamese.load(tiny_model_dir, device="cpu")
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(TEXTS) + "\n")
+    base = ["encode", "--input", str(source), "--model", str(tiny_model_dir), "--no-progress"]
+    assert main([*base, "--output", str(tmp_path / "a.npy"), "--backend", "onnx"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), model.encode(TEXTS, precision="fp32"), atol=1e-5)
+    assert main([*base, "--output", str(tmp_path / "b.npy"), "--backend", "onnx", "--int8"]) == 0
+    int8 = np.load(tmp_path / "b.npy")
+    np.testing.assert_allclose(int8, model.encode(TEXTS, backend="onnx", precision="int8"), atol=1e-6)
+    assert main([*base, "--output", str(tmp_path / "c.npy"), "--backend", "onnx", "--precision", "bf16"]) == 2
+    assert "not 'bf16'" in capsys.readouterr().err
+    assert not (tmp_path / "c.npy").exists()

@@ -1,0 +1,160 @@
+"""ONNX Runtime as an encode backend for transformer towers on CPU (``encode(..., backend="onnx")``).
+
+Why: on CPUs without VNNI or native bf16 (an AVX2-only Zen 3, for one), torch's fp32 kernels and its int8
+dynamic quantisation (7-bit activations there) leave speed on the table; ONNX Runtime's CPU kernels ran the
+same exported tower faster, and its per-channel int8 weights kept STS-B dev Spearman within 0.001 of fp32
+(docs/benchmarks.md). The backend reuses everything else of the torch path: tokenization in chunks, length
+sorting, padding per batch; only the tower's forward (encoder and pooling) runs in ONNX Runtime.
+
+The tower is exported with torch's TorchScript-based exporter (``dynamo=False``: no onnxscript needed) into
+a temporary directory, loaded into an in-memory session and the files removed; ``int8`` quantises the
+exported MatMul weights per output channel with ``onnxruntime.quantization.quantize_dynamic``. Needs the
+``onnx`` extra: ``pip install "textsiamese[onnx]"`` (onnxruntime and onnx).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textsiamese.errors import ConfigError
+from textsiamese.towers import Tower, TransformerTower
+
+BACKENDS = ("torch", "onnx")
+ONNX_PRECISIONS = ("auto", "fp32", "int8")
+OPSET = 17
+_INPUTS = ("input_ids", "attention_mask")
+
+
+def check_backend(backend: str, precision: str, device: torch.device) -> None:
+    """Refuse an unknown backend, ONNX Runtime off the CPU, or a precision it does not offer."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return
+    if device.type != "cpu":
+        raise ConfigError(f"backend 'onnx' runs on CPU only; the model is on {device}")
+    if precision not in ONNX_PRECISIONS:
+        raise ConfigError(
+            f"backend 'onnx' offers precision {', '.join(ONNX_PRECISIONS)} (auto is fp32), not {precision!r}"
+        )
+
+
+def _require_onnxruntime() -> Any:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as error:
+        raise ConfigError(
+            f"backend 'onnx' needs onnxruntime and onnx ({error.name} is missing): "
+            'pip install "textsiamese[onnx]"'
+        ) from None
+    return onnxruntime
+
+
+class _ExportedTower(torch.nn.Module):
+    """The tower's forward with positional tensors, the form the exporter traces."""
+
+    def __init__(self, tower: Tower) -> None:
+        super().__init__()
+        self.tower = tower
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.tower({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def export_tower(tower: Tower, path: str | Path, int8: bool = False) -> Path:
+    """Write ``tower`` (a transformer tower: encoder and pooling) as an ONNX graph with dynamic batch and
+    length, inputs ``input_ids`` and ``attention_mask`` (int64), output ``embedding`` (float32, unnormalised).
+
+    ``int8``: quantise the MatMul weights to int8 per output channel (activations quantised per batch at run
+    time). The result runs in any ONNX Runtime, e.g. for serving without torch.
+    """
+    if not isinstance(tower, TransformerTower):
+        raise ConfigError(f"backend 'onnx' exports transformer towers only, not {type(tower).__name__}")
+    _require_onnxruntime()
+    path = Path(path)
+    if any(p.device.type != "cpu" for p in tower.parameters()):
+        raise ConfigError("ONNX export needs the model on the CPU")
+    sample = torch.full((2, 8), int(tower.pad_id) + 1, dtype=torch.long)
+    axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
+    was_training = tower.training
+    tower.eval()
+    plain = path.with_name(path.stem + ".fp32.onnx") if int8 else path
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's notes on traced control flow and deprecations
+            torch.onnx.export(
+                _ExportedTower(tower),
+                (sample, torch.ones_like(sample)),
+                str(plain),
+                input_names=list(_INPUTS),
+                output_names=["embedding"],
+                dynamic_axes={**axes, "embedding": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    finally:
+        tower.train(was_training)
+    if int8:
+        _quantize(plain, path)
+        plain.unlink()
+    return path
+
+
+def _quantize(source: Path, target: Path) -> None:
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to run shape pre-processing first
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        logging.getLogger().setLevel(quiet)
+
+
+class OnnxTower:
+    """Stands in for a transformer tower in ``encode``: same tokenizer, padding and dimension (taken from the
+    torch tower), forward run by an ONNX Runtime session with torch's intra-op thread count."""
+
+    collate = TransformerTower.collate
+
+    def __init__(self, tower: TransformerTower, session: Any) -> None:
+        self._tower = tower
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tower, name)
+
+    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        feeds = {name: features[name].numpy() for name in _INPUTS}
+        return torch.from_numpy(self._session.run(None, feeds)[0])
+
+
+def onnx_tower(tower: Tower, precision: str) -> OnnxTower:
+    """An ONNX Runtime stand-in for ``tower`` at ``precision`` (``auto`` / ``fp32``, or ``int8``)."""
+    onnxruntime = _require_onnxruntime()
+    if not isinstance(tower, TransformerTower):
+        raise ConfigError(f"backend 'onnx' exports transformer towers only, not {type(tower).__name__}")
+    with tempfile.TemporaryDirectory(prefix="textsiamese-onnx-") as folder:
+        path = export_tower(tower, Path(folder) / "tower.onnx", int8=precision == "int8")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+    return OnnxTower(tower, session)
