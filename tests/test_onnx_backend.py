@@ -16,7 +16,7 @@ import textsiamese
 from textsiamese import SiameseModel
 from textsiamese.cli import main
 from textsiamese.errors import ConfigError
-from textsiamese.onnx_backend import export_tower
+from textsiamese.onnx_backend import check_backend, export_tower
 from textsiamese.towers.base import pad_ids
 
 TEXTS = [
@@ -115,6 +115,9 @@ def test_refusals(tiny_transformer, tiny_lstm, monkeypatch: pytest.MonkeyPatch) 
         model.encode(TEXTS, backend="onnx", precision="bf16")
     with pytest.raises(ConfigError, match="transformer towers only, not LSTMTower"):
         SiameseModel(tiny_lstm).encode(TEXTS, backend="onnx")
+    with pytest.raises(ConfigError, match="CPU only; the model is on cuda"):
+        check_backend("onnx", "fp32", torch.device("cuda"))  # refused before any CUDA call
+    check_backend("torch", "bf16", torch.device("cuda"))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
     with pytest.raises(ConfigError, match=r"pip install \"textsiamese\[onnx\]\""):
         model.encode(TEXTS, backend="onnx")
