@@ -102,9 +102,15 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
+    import importlib.metadata
+
     import sentence_transformers
     import transformers
 
+    try:
+        onnxruntime_version: str | None = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        onnxruntime_version = None
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -116,6 +122,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "sentence_transformers": sentence_transformers.__version__,
+        "onnxruntime": onnxruntime_version,
         "textsiamese": textsiamese.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
