@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import itertools
 import json
 import os
@@ -194,7 +195,9 @@ def main() -> None:
         paths[f"textsiamese int8 dynamic, batch {best}"] = lambda t: ours.encode(
             t, batch_size=best, precision="int8"
         )
-    if cpu and args.onnx:
+    if cpu and args.onnx and importlib.util.find_spec("onnxruntime") is None:
+        print("onnxruntime not installed (the onnx extra): ONNX Runtime paths left out", flush=True)
+    elif cpu and args.onnx:
         for precision in ("fp32", "int8"):
             paths[f"textsiamese ONNX Runtime {precision}, batch {best}"] = lambda t, p=precision: ours.encode(
                 t, batch_size=best, precision=p, backend="onnx"

@@ -18,6 +18,7 @@ from textsiamese.cli import main
 from textsiamese.errors import ConfigError
 from textsiamese.onnx_backend import check_backend, export_tower
 from textsiamese.towers.base import pad_ids
+from textsiamese.towers.pooling import get_pooling
 
 TEXTS = [
     "a man is eating food",
@@ -53,7 +54,7 @@ def test_exported_file_runs_in_a_bare_session(tiny_transformer, tmp_path: Path) 
     (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
     assert got.shape == (5, tiny_transformer.dimension)
     np.testing.assert_allclose(got, want, atol=1e-5)
-    assert not any(p.name.endswith(".fp32.onnx") for p in tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tower.onnx"]
 
 
 def test_int8_export_quantises_every_matmul_weight(tiny_transformer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +71,38 @@ def test_int8_export_quantises_every_matmul_weight(tiny_transformer, tmp_path: P
     int8 = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert sum(len(t.dims) == 2 for t in int8) == 12  # the weights; the rest are per-channel zero points
     assert all(t.dims[0] in (32, 64) for t in int8 if len(t.dims) == 1)  # one per output channel
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.onnx", "tower-int8.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.onnx", "tower-int8.onnx"]  # no intermediate left
+
+
+def test_export_inside_a_callers_autocast_and_unnormalised_vectors(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    want = model.encode(TEXTS, precision="fp32", normalize=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the export must not trace the caller's casts
+        got = model.encode(TEXTS, backend="onnx", normalize=False)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(np.linalg.norm(got, axis=1) - 1).max() > 1e-3  # really unnormalised
+
+
+def test_a_session_per_thread_count_and_pooling(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model._onnx_tower("query", "fp32")
+        torch.set_num_threads(2)
+        two = model._onnx_tower("query", "fp32")
+        assert two is not one
+        assert two._session.get_session_options().intra_op_num_threads == 2
+        torch.set_num_threads(1)
+        assert model._onnx_tower("query", "fp32") is one
+    finally:
+        torch.set_num_threads(threads)
+    model.encode(TEXTS, backend="onnx")
+    tiny_transformer.pooling = "cls"  # baked into the graph: a new one must be exported
+    tiny_transformer._pool = get_pooling("cls")
+    np.testing.assert_allclose(
+        model.encode(TEXTS, backend="onnx"), model.encode(TEXTS, precision="fp32"), atol=1e-5
+    )
 
 
 def test_int8_stays_close_to_fp32_on_the_real_model(default_model: SiameseModel) -> None:
@@ -104,6 +136,8 @@ def test_sessions_are_cached_and_rebuilt_when_weights_change(tiny_transformer) -
     assert not np.allclose(after, before, atol=1e-4)
     twin = copy.deepcopy(model)  # sessions cannot be copied: the copy rebuilds its own
     assert "_onnx_cache" not in twin.__dict__
+    stand_in = model._onnx_tower("query", "fp32")
+    assert copy.copy(stand_in).dimension == stand_in.dimension  # no endless __getattr__ recursion
     np.testing.assert_allclose(twin.encode(TEXTS, backend="onnx"), after, atol=1e-6)
 
 

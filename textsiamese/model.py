@@ -165,12 +165,12 @@ class SiameseModel(nn.Module):
         if batch_size is not None and batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         tower = self.tower(role)
+        check_backend(backend, precision, torch.device(device) if device is not None else self.device)
         if device is not None:
             self.to(device)
         target = self.device
         batch_size = batch_size or default_batch_size(target)
         check_precision(precision, target)
-        check_backend(backend, precision, target)
         normalize = self.normalize if normalize is None else normalize
         shape = (len(items), tower.dimension)
         if out is None:
@@ -224,13 +224,16 @@ class SiameseModel(nn.Module):
         return state
 
     def _onnx_tower(self, role: str, precision: str) -> OnnxTower:
-        """The cached ONNX Runtime stand-in for ``role``'s tower at ``precision``, rebuilt if its weights
-        changed."""
+        """The cached ONNX Runtime stand-in for ``role``'s tower at ``precision`` and torch's current thread
+        count, rebuilt if its weights, buffers or settings changed."""
         name = self.roles[role]
         tower = self.tower(role)
-        key = f"{name}:{'int8' if precision == 'int8' else 'fp32'}"
+        threads = torch.get_num_threads()
+        key = f"{name}:{'int8' if precision == 'int8' else 'fp32'}:{threads}"
         cache: dict[str, tuple[Any, OnnxTower]] = self.__dict__.setdefault("_onnx_cache", {})
-        version = weights_version(tower)
+        # The graph bakes in the weights, buffers and pooling; in-place ``.data`` edits go unseen, as for int8.
+        buffers = tuple((id(b), b._version) for b in tower.buffers())
+        version = (weights_version(tower), buffers, repr(tower.config()))
         if key not in cache or cache[key][0] != version:
             cache[key] = (version, onnx_tower(tower, precision))
         return cache[key][1]

@@ -84,25 +84,28 @@ def export_tower(tower: Tower, path: str | Path, int8: bool = False) -> Path:
     axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
     was_training = tower.training
     tower.eval()
-    plain = path.with_name(path.stem + ".fp32.onnx") if int8 else path
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's notes on traced control flow and deprecations
-            torch.onnx.export(
-                _ExportedTower(tower),
-                (sample, torch.ones_like(sample)),
-                str(plain),
-                input_names=list(_INPUTS),
-                output_names=["embedding"],
-                dynamic_axes={**axes, "embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-    finally:
-        tower.train(was_training)
-    if int8:
-        _quantize(plain, path)
-        plain.unlink()
+    with tempfile.TemporaryDirectory(prefix="textsiamese-onnx-") as folder:
+        plain = Path(folder) / "fp32.onnx" if int8 else path
+        try:
+            # A caller's autocast would trace mixed-precision casts into the graph.
+            with warnings.catch_warnings(), torch.no_grad(), torch.autocast("cpu", enabled=False):
+                warnings.simplefilter(
+                    "ignore"
+                )  # the exporter's notes on traced control flow and deprecations
+                torch.onnx.export(
+                    _ExportedTower(tower),
+                    (sample, torch.ones_like(sample)),
+                    str(plain),
+                    input_names=list(_INPUTS),
+                    output_names=["embedding"],
+                    dynamic_axes={**axes, "embedding": {0: "batch"}},
+                    opset_version=OPSET,
+                    dynamo=False,
+                )
+        finally:
+            tower.train(was_training)
+        if int8:
+            _quantize(plain, path)
     return path
 
 
@@ -120,6 +123,7 @@ def _quantize(source: Path, target: Path) -> None:
             target,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            op_types_to_quantize=["MatMul"],  # the weight products only, whatever a version's defaults
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
@@ -128,7 +132,8 @@ def _quantize(source: Path, target: Path) -> None:
 
 class OnnxTower:
     """Stands in for a transformer tower in ``encode``: same tokenizer, padding and dimension (taken from the
-    torch tower), forward run by an ONNX Runtime session with torch's intra-op thread count."""
+    torch tower), forward run by an ONNX Runtime session with torch's intra-op thread count at build time
+    (the model's cache builds one session per thread count)."""
 
     collate = TransformerTower.collate
 
@@ -137,6 +142,8 @@ class OnnxTower:
         self._session = session
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_tower", "_session"):  # during copy / unpickling
+            raise AttributeError(name)
         return getattr(self._tower, name)
 
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:

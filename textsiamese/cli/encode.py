@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.output).endswith(".npy"):
         raise ConfigError(f"--output must end in .npy (numpy.save adds the suffix otherwise): {args.output}")
     corpus = read_corpus(args.input, text_column=args.text_column, errors=args.errors)
+    if args.backend == "onnx" and args.device is None:
+        args.device = "cpu"  # ONNX Runtime runs on CPU: do not load onto a GPU first
     model = load_model(args)
     shape = (len(corpus.texts), model.tower(args.role).dimension)
     with torch_threads(args.threads), _atomic_npy(Path(args.output), shape) as array:

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cross-validation on the file), average precision, ROC-AUC and calibration error on a 'label' "
         "column. retrieval: sentence1 = query, sentence2 = document, label 1 = relevant; recall@1/5/10, "
         "MRR@10, nDCG@10, MAP over all distinct sentence2. reranking: the same columns, each query's own "
-        "candidates ranked (rows sharing sentence1); MAP, MRR, MRR@10, nDCG@10 over queries with both labels. "
+        "candidates ranked (rows sharing sentence1); MAP, MRR, MRR@10, nDCG@10, recall@k over queries with both "
+        "labels. "
         "triplet: accuracy of d(anchor, positive) < "
         "d(anchor, negative).",
     )
