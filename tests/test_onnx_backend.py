@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -172,3 +173,28 @@ def test_encode_cli_backend_onnx(
     assert main([*base, "--output", str(tmp_path / "c.npy"), "--backend", "onnx", "--precision", "bf16"]) == 2
     assert "not 'bf16'" in capsys.readouterr().err
     assert not (tmp_path / "c.npy").exists()
+
+
+def test_load_with_backend_onnx_makes_it_the_models_default(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As sentence-transformers' ``backend=``: chosen at load, used by every encode, index and search."""
+    model = textsiamese.load(tiny_model_dir, backend="onnx")
+    assert model.backend == "onnx" and model.device.type == "cpu"
+    vectors = model.encode(TEXTS)
+    assert "_onnx_cache" in model.__dict__
+    np.testing.assert_allclose(vectors, model.encode(TEXTS, backend="torch", precision="fp32"), atol=1e-5)
+    with pytest.raises(ConfigError, match="CPU only"):  # refused before anything moves to a GPU
+        textsiamese.load(tiny_model_dir, device="cuda", backend="onnx")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n")
+    index = tmp_path / "corpus.index"
+    base = ["--model", str(tiny_model_dir), "--backend", "onnx"]
+    assert (
+        main(["index", "build", "--corpus", str(corpus), "--output", str(index), "--kind", "flat", *base])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["search", "--index", str(index), "--query", TEXTS[3], "-k", "1", "--json", *base]) == 0
+    (hit,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["hits"]
+    assert hit["text"] == TEXTS[3] and hit["score"] == pytest.approx(1.0, abs=1e-5)  # finds itself

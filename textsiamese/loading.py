@@ -20,6 +20,7 @@ import torch
 from textsiamese.config import ModelConfig
 from textsiamese.errors import ModelError
 from textsiamese.model import SiameseModel
+from textsiamese.onnx_backend import check_backend
 from textsiamese.towers import TransformerTower
 
 # Files that hold pickled tensors (torch.save and friends): never opened.
@@ -57,10 +58,12 @@ def load(
     path: str | Path | None = None,
     device: str | torch.device | None = None,
     trust_remote_code: bool = False,
+    backend: str = "torch",
 ) -> SiameseModel:
     """Load a model directory (any supported layout) or, with no path, the embedded default.
 
-    ``device`` defaults to CUDA when available, else CPU.
+    ``device`` defaults to CUDA when available, else CPU; with ``backend="onnx"`` (the model's default
+    encode backend, see ``SiameseModel.encode``) it defaults to CPU, where ONNX Runtime runs.
 
     >>> model = load()                       # doctest: +SKIP
     >>> model = load("runs/stsb/best")       # doctest: +SKIP
@@ -85,7 +88,11 @@ def load(
         raise ModelError(f"{directory}: not a model directory (no config.json or modules.json)")
     model.source = str(directory)
     model.eval()
-    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() and backend != "onnx" else "cpu"
+    check_backend(backend, "auto", torch.device(device))
+    model.backend = backend
+    return model.to(device)
 
 
 def _check_weights(directory: Path, expected: str = "model.safetensors") -> None:

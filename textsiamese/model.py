@@ -92,6 +92,8 @@ class SiameseModel(nn.Module):
             self.towers = nn.ModuleDict({"query": query, "document": document})
             self.roles = {"query": "query", "document": "document"}
         self.normalize = normalize
+        # Runtime choice, never saved: the backend encode uses when not told ("torch" or "onnx").
+        self.backend = "torch"
         self.similarity_metric = get_distance(similarity).name
         self.calibration = calibration
         self.source = "<memory>"
@@ -136,7 +138,7 @@ class SiameseModel(nn.Module):
         show_progress: bool = False,
         *,
         precision: str = "auto",
-        backend: str = "torch",
+        backend: str | None = None,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
@@ -153,8 +155,9 @@ class SiameseModel(nn.Module):
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
         ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
         ``"bf16"`` (autocast, CPU or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower,
-        built once and cached); see ``textsiamese.accelerate``. ``backend``: ``"torch"`` (default) or
-        ``"onnx"`` (CPU, transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
+        built once and cached); see ``textsiamese.accelerate``. ``backend``: ``"torch"`` or ``"onnx"``
+        (default: ``model.backend``, which ``load(..., backend=)`` sets and is ``"torch"`` otherwise; CPU,
+        transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
         ``auto`` / ``fp32``, int8 weights per channel for ``int8``; needs the ``onnx`` extra; see
         ``textsiamese.onnx_backend``). ``out``: a float32 (N, dimension) array to
         fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
@@ -165,6 +168,7 @@ class SiameseModel(nn.Module):
         if batch_size is not None and batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         tower = self.tower(role)
+        backend = backend or self.backend
         check_backend(backend, precision, torch.device(device) if device is not None else self.device)
         if device is not None:
             self.to(device)

@@ -7,14 +7,22 @@ from typing import Any
 
 from textsiamese.data import PAIR_FORMATS, PairData, read_pairs
 from textsiamese.errors import ConfigError
+from textsiamese.onnx_backend import BACKENDS
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device``, ``--batch-size``."""
+    """``--model``, ``--device``, ``--backend``, ``--batch-size``."""
     parser.add_argument(
         "--model", metavar="DIR", help="model directory (default: the embedded all-MiniLM-L6-v2)"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="torch (default) or onnx: CPU, transformer towers, the tower exported once and run by ONNX "
+        "Runtime (fp32, or int8 weights with --int8 where offered); needs pip install 'textsiamese[onnx]'",
+    )
     parser.add_argument(
         "--batch-size", type=int, default=None, help="texts per forward pass (default: 16 on CPU, 64 on CUDA)"
     )
@@ -79,7 +87,8 @@ def read_pair_input(args: argparse.Namespace, path: str, need: str | None = None
 
 
 def load_model(args: argparse.Namespace) -> Any:
-    """The model named by ``--model`` (or the embedded default) on ``--device``."""
+    """The model named by ``--model`` (or the embedded default) on ``--device``, with ``--backend`` where the
+    command offers it."""
     from textsiamese.loading import load
 
-    return load(args.model, device=args.device)
+    return load(args.model, device=args.device, backend=getattr(args, "backend", "torch"))

@@ -20,7 +20,6 @@ from textsiamese.accelerate import PRECISIONS, torch_threads
 from textsiamese.cli.common import add_model_options, load_model
 from textsiamese.data import read_corpus
 from textsiamese.errors import ConfigError
-from textsiamese.onnx_backend import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,13 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--int8", action="store_const", const="int8", dest="precision", help="same as --precision int8"
     )
     parser.add_argument(
-        "--backend",
-        default="torch",
-        choices=BACKENDS,
-        help="torch (default) or onnx: CPU, transformer towers, the tower exported once and run by ONNX "
-        "Runtime (fp32, or int8 weights with --int8); needs pip install 'textsiamese[onnx]'",
-    )
-    parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the model (default: torch's choice)"
     )
     parser.add_argument(
@@ -87,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.output).endswith(".npy"):
         raise ConfigError(f"--output must end in .npy (numpy.save adds the suffix otherwise): {args.output}")
     corpus = read_corpus(args.input, text_column=args.text_column, errors=args.errors)
-    if args.backend == "onnx" and args.device is None:
-        args.device = "cpu"  # ONNX Runtime runs on CPU: do not load onto a GPU first
     model = load_model(args)
     shape = (len(corpus.texts), model.tower(args.role).dimension)
     with torch_threads(args.threads), _atomic_npy(Path(args.output), shape) as array:
@@ -99,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
             normalize=args.normalize,
             show_progress=args.progress,
             precision=args.precision,
-            backend=args.backend,
             out=array,
         )
     print(

@@ -108,7 +108,7 @@ def load_index_model(args: argparse.Namespace, index: Any) -> Any:
     path = args.model
     if path is None and index.model_source and Path(index.model_source).is_dir():
         path = index.model_source
-    model = load(path, device=args.device)
+    model = load(path, device=args.device, backend=args.backend)
     index.attach_model(model)
     return model
 
@@ -123,7 +123,7 @@ def run_build(args: argparse.Namespace) -> int:
     )
     if not corpus.texts:
         raise InputError(args.corpus, "the corpus has no texts")
-    model = load(args.model, device=args.device)
+    model = load(args.model, device=args.device, backend=args.backend)
     output = Path(args.output) if args.output else Path(args.corpus).with_suffix(".index")
     index = Index.build(
         model,

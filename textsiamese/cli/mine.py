@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         index = Index.load(args.index)
         model = load_index_model(args, index)
     else:
-        model = load(args.model, device=args.device)
+        model = load(args.model, device=args.device, backend=args.backend)
         if args.corpus:
             corpus = read_corpus(args.corpus, text_column=args.text_column, errors=args.errors)
             texts, ids = corpus.texts, corpus.ids

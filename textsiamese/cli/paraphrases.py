@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = read_corpus(
         args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
     )
-    model = load(args.model, device=args.device)
+    model = load(args.model, device=args.device, backend=args.backend)
     vectors = model.encode(
         corpus.texts, role="document", batch_size=args.batch_size, show_progress=not args.no_progress
     )
