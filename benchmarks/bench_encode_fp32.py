@@ -107,15 +107,14 @@ def variant(kind: str, texts: list[str], check: list[str], want: np.ndarray) -> 
 
 def onnx_runner(tower: Any, kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The library's ONNX Runtime tower (``onnx``: fp32, ``onnx_int8``: per-channel int8 weights), or for
-    ``onnx_opt`` its fp32 export after ONNX Runtime's BERT graph optimiser, in a session like the library's."""
+    ``onnx_opt`` its fp32 export after ONNX Runtime's BERT graph optimiser, in the library's session settings."""
     import tempfile
 
-    from textsiamese.onnx_backend import OnnxTower, export_tower, onnx_tower
+    from textsiamese.onnx_backend import OnnxTower, cpu_session, export_tower, onnx_tower
 
     if kind != "onnx_opt":
         stand_in = onnx_tower(tower, "int8" if kind == "onnx_int8" else "fp32")
     else:
-        import onnxruntime as ort
         from onnxruntime.transformers.optimizer import optimize_model
 
         with tempfile.TemporaryDirectory() as folder:
@@ -129,11 +128,7 @@ def onnx_runner(tower: Any, kind: str) -> Callable[[torch.Tensor, torch.Tensor],
             )
             print(f"onnx_opt fusions: {optimized.get_fused_operator_statistics()}")
             optimized.save_model_to_file(str(path))
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            options.inter_op_num_threads = 1
-            session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
-        stand_in = OnnxTower(tower, session)
+            stand_in = OnnxTower(tower, cpu_session(path.read_bytes()))
 
     def run(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return stand_in({"input_ids": ids, "attention_mask": mask})

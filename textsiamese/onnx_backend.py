@@ -151,17 +151,22 @@ class OnnxTower:
         return torch.from_numpy(self._session.run(None, feeds)[0])
 
 
+def cpu_session(graph: bytes) -> Any:
+    """An ONNX Runtime CPU session over a serialised graph, with torch's current intra-op thread count and
+    all graph optimisations; ONNX Runtime's own warnings are silenced."""
+    onnxruntime = _require_onnxruntime()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
 def onnx_tower(tower: Tower, precision: str) -> OnnxTower:
     """An ONNX Runtime stand-in for ``tower`` at ``precision`` (``auto`` / ``fp32``, or ``int8``)."""
-    onnxruntime = _require_onnxruntime()
-    if not isinstance(tower, TransformerTower):
-        raise ConfigError(f"backend 'onnx' exports transformer towers only, not {type(tower).__name__}")
     with tempfile.TemporaryDirectory(prefix="textsiamese-onnx-") as folder:
-        path = export_tower(tower, Path(folder) / "tower.onnx", int8=precision == "int8")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        session = onnxruntime.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+        path = export_tower(tower, Path(folder) / "tower.onnx", int8=precision == "int8")  # refuses non-BERT
+        session = cpu_session(path.read_bytes())
+    assert isinstance(tower, TransformerTower)
     return OnnxTower(tower, session)
