@@ -106,19 +106,19 @@ def variant(kind: str, texts: list[str], check: list[str], want: np.ndarray) -> 
 
 
 def onnx_runner(tower: Any, kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The library's ONNX Runtime tower (``onnx``: fp32, ``onnx_int8``: per-channel int8 weights), or for
-    ``onnx_opt`` its fp32 export after ONNX Runtime's BERT graph optimiser, in the library's session settings."""
+    """The library's ONNX Runtime export of the tower (``onnx``: fp32, ``onnx_int8``: per-channel int8
+    weights; ``onnx_opt``: fp32 after ONNX Runtime's BERT graph optimiser) in the library's session settings.
+    This script runs batch by batch, so the session gets torch's thread count as intra-op threads (the
+    library's backend instead runs that many batches at once, one thread each)."""
     import tempfile
 
-    from textsiamese.onnx_backend import OnnxTower, cpu_session, export_tower, onnx_tower
+    from textsiamese.onnx_backend import OnnxTower, cpu_session, export_tower
 
-    if kind != "onnx_opt":
-        stand_in = onnx_tower(tower, "int8" if kind == "onnx_int8" else "fp32")
-    else:
-        from onnxruntime.transformers.optimizer import optimize_model
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_tower(tower, Path(folder) / "tower.onnx", int8=kind == "onnx_int8")
+        if kind == "onnx_opt":
+            from onnxruntime.transformers.optimizer import optimize_model
 
-        with tempfile.TemporaryDirectory() as folder:
-            path = export_tower(tower, Path(folder) / "tower.onnx")
             config = tower.encoder.config
             optimized = optimize_model(
                 str(path),
@@ -128,7 +128,7 @@ def onnx_runner(tower: Any, kind: str) -> Callable[[torch.Tensor, torch.Tensor],
             )
             print(f"onnx_opt fusions: {optimized.get_fused_operator_statistics()}")
             optimized.save_model_to_file(str(path))
-            stand_in = OnnxTower(tower, cpu_session(path.read_bytes()))
+        stand_in = OnnxTower(tower, cpu_session(path.read_bytes()))
 
     def run(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return stand_in({"input_ids": ids, "attention_mask": mask})

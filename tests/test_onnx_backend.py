@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -93,7 +96,8 @@ def test_a_session_per_thread_count_and_pooling(tiny_transformer) -> None:  # ty
         torch.set_num_threads(2)
         two = model._onnx_tower("query", "fp32")
         assert two is not one
-        assert two._session.get_session_options().intra_op_num_threads == 2
+        assert (one.workers, two.workers) == (1, 2)  # batches at once: torch's thread count
+        assert two._session.get_session_options().intra_op_num_threads == 1  # each on its own thread
         torch.set_num_threads(1)
         assert model._onnx_tower("query", "fp32") is one
     finally:
@@ -104,6 +108,47 @@ def test_a_session_per_thread_count_and_pooling(tiny_transformer) -> None:  # ty
     np.testing.assert_allclose(
         model.encode(TEXTS, backend="onnx"), model.encode(TEXTS, precision="fp32"), atol=1e-5
     )
+
+
+class _RecordingSession:
+    """Wraps a session; notes which threads ran it and how many runs overlapped."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.threads: set[int] = set()
+        self.running = 0
+        self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def run(self, *args: Any) -> Any:
+        with self.lock:
+            self.threads.add(threading.get_ident())
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            time.sleep(0.01)  # long enough for the other worker to start its batch
+            return self.session.run(*args)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_workers_run_batches_at_once_and_keep_input_order(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    texts = [f"{text} number {i}" for i, text in enumerate(TEXTS * 6)]  # 42 texts, 11 batches of 4
+    want = model.encode(texts, batch_size=4, precision="fp32")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        stand_in = model._onnx_tower("query", "fp32")
+        recorder = _RecordingSession(stand_in._session)
+        stand_in._session = recorder
+        got = model.encode(texts, batch_size=4, backend="onnx")
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert recorder.most_at_once == 2
+    assert threading.get_ident() not in recorder.threads and len(recorder.threads) == 2
 
 
 def test_int8_stays_close_to_fp32_on_the_real_model(default_model: SiameseModel) -> None:

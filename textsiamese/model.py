@@ -7,6 +7,7 @@ so a shared tower is one module (its weights saved once) and an untied pair is t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -417,46 +418,62 @@ def _encode_into(
 ) -> int:
     """Encode ``items`` into ``output`` (N, D) float32 in input order; returns how many were truncated.
 
-    ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk.
+    ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk. A tower with
+    ``workers`` > 1 (the ONNX Runtime stand-in) has that many batches run at once on worker threads.
     """
     cuda = target.type == "cuda"
     pad_id = int(getattr(tower, "pad_id", 0))
+    workers = 1 if cuda else int(getattr(tower, "workers", 1))
     # Towers whose collate is plain right-padding are padded here straight from the chunk's flat ids.
     custom_collate = type(tower).collate not in _PADDING_COLLATES
     truncated = 0
-    with torch.inference_mode():
+
+    def encode_batch(chunk: _Chunk, begin: int, end: int, staged: torch.Tensor | None) -> int:
+        lengths = chunk.lengths[begin:end]
+        if custom_collate:
+            ids = [
+                chunk.flat[a:b].tolist()
+                for a, b in zip(chunk.offsets[begin:end], chunk.offsets[begin + 1 : end + 1], strict=True)
+            ]
+            features = tower.collate(ids)
+        else:
+            flat = chunk.flat[chunk.offsets[begin] : chunk.offsets[end]]
+            input_ids, mask = pad_flat(flat, lengths, int(lengths[0]) or 1, pad_id)
+            features = {"input_ids": input_ids, "attention_mask": mask}
+        with torch.inference_mode():  # thread-local: set again on worker threads
+            if cuda:
+                features = {k: v.pin_memory().to(target, non_blocking=True) for k, v in features.items()}
+            vectors = tower(features).float()
+            if normalize:
+                vectors = F.normalize(vectors, dim=-1)
+            if staged is not None:
+                staged[begin:end] = vectors
+            else:
+                output[chunk.start + chunk.order[begin:end]] = vectors.numpy()
+        return end - begin
+
+    with contextlib.ExitStack() as stack:
+        pool = (
+            stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="textsiamese-encode"))
+            if workers > 1
+            else None
+        )
         for chunk in _chunks(tower, items):
             truncated += chunk.truncated
             rows = len(chunk.order)
             # On CUDA, vectors stay on the device until the chunk is done: one copy back, no sync per batch.
-            staged = (
-                torch.empty((rows, tower.dimension), dtype=torch.float32, device=target) if cuda else None
-            )
-            for begin in range(0, rows, batch_size):
-                end = min(begin + batch_size, rows)
-                lengths = chunk.lengths[begin:end]
-                if custom_collate:
-                    ids = [
-                        chunk.flat[a:b].tolist()
-                        for a, b in zip(
-                            chunk.offsets[begin:end], chunk.offsets[begin + 1 : end + 1], strict=True
-                        )
-                    ]
-                    features = tower.collate(ids)
-                else:
-                    flat = chunk.flat[chunk.offsets[begin] : chunk.offsets[end]]
-                    input_ids, mask = pad_flat(flat, lengths, int(lengths[0]) or 1, pad_id)
-                    features = {"input_ids": input_ids, "attention_mask": mask}
-                if cuda:
-                    features = {k: v.pin_memory().to(target, non_blocking=True) for k, v in features.items()}
-                vectors = tower(features).float()
-                if normalize:
-                    vectors = F.normalize(vectors, dim=-1)
-                if staged is not None:
-                    staged[begin:end] = vectors
-                else:
-                    output[chunk.start + chunk.order[begin:end]] = vectors.numpy()
-                progress.update(end - begin)
+            with torch.inference_mode():
+                staged = (
+                    torch.empty((rows, tower.dimension), dtype=torch.float32, device=target) if cuda else None
+                )
+            begins = range(0, rows, batch_size)
+            ends = [min(begin + batch_size, rows) for begin in begins]
+            if pool is not None and len(begins) > 1:
+                done = pool.map(encode_batch, itertools.repeat(chunk), begins, ends, itertools.repeat(None))
+            else:
+                done = map(encode_batch, itertools.repeat(chunk), begins, ends, itertools.repeat(staged))
+            for count in done:
+                progress.update(count)
             if staged is not None:
                 output[chunk.start + chunk.order] = staged.cpu().numpy()
     return truncated

@@ -4,7 +4,8 @@ Why: on CPUs without VNNI or native bf16 (an AVX2-only Zen 3, for one), torch's 
 dynamic quantisation (7-bit activations there) leave speed on the table; ONNX Runtime's CPU kernels ran the
 same exported tower faster, and its per-channel int8 weights kept STS-B dev Spearman within 0.001 of fp32
 (docs/benchmarks.md). The backend reuses everything else of the torch path: tokenization in chunks, length
-sorting, padding per batch; only the tower's forward (encoder and pooling) runs in ONNX Runtime.
+sorting, padding per batch; only the tower's forward (encoder and pooling) runs in ONNX Runtime, on as many
+batches at once as torch has threads.
 
 The tower is exported with torch's TorchScript-based exporter (``dynamo=False``: no onnxscript needed) into
 a temporary directory, loaded into an in-memory session and the files removed; ``int8`` quantises the
@@ -132,17 +133,24 @@ def _quantize(source: Path, target: Path) -> None:
 
 class OnnxTower:
     """Stands in for a transformer tower in ``encode``: same tokenizer, padding and dimension (taken from the
-    torch tower), forward run by an ONNX Runtime session with torch's intra-op thread count at build time
-    (the model's cache builds one session per thread count)."""
+    torch tower), forward run by an ONNX Runtime session.
+
+    ``workers``: how many batches ``encode`` may run on the session at once, each on its own thread (ONNX
+    Runtime's ``run`` is thread-safe). ``onnx_tower`` gives the session one intra-op thread and as many
+    workers as torch has threads: on the 2-core Zen 3, two batches at a time on one thread each encoded
+    about 1.2x faster than one batch at a time on two threads (docs/benchmarks.md), since batches of 16 short
+    sentences are too small to split well across threads.
+    """
 
     collate = TransformerTower.collate
 
-    def __init__(self, tower: TransformerTower, session: Any) -> None:
+    def __init__(self, tower: TransformerTower, session: Any, workers: int = 1) -> None:
         self._tower = tower
         self._session = session
+        self.workers = workers
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_tower", "_session"):  # during copy / unpickling
+        if name.startswith("__") or name in ("_tower", "_session", "workers"):  # during copy / unpickling
             raise AttributeError(name)
         return getattr(self._tower, name)
 
@@ -151,12 +159,12 @@ class OnnxTower:
         return torch.from_numpy(self._session.run(None, feeds)[0])
 
 
-def cpu_session(graph: bytes) -> Any:
-    """An ONNX Runtime CPU session over a serialised graph, with torch's current intra-op thread count and
-    all graph optimisations; ONNX Runtime's own warnings are silenced."""
+def cpu_session(graph: bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session over a serialised graph with ``threads`` intra-op threads (default: torch's
+    current thread count) and all graph optimisations; ONNX Runtime's own warnings are silenced."""
     onnxruntime = _require_onnxruntime()
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -164,9 +172,10 @@ def cpu_session(graph: bytes) -> Any:
 
 
 def onnx_tower(tower: Tower, precision: str) -> OnnxTower:
-    """An ONNX Runtime stand-in for ``tower`` at ``precision`` (``auto`` / ``fp32``, or ``int8``)."""
+    """An ONNX Runtime stand-in for ``tower`` at ``precision`` (``auto`` / ``fp32``, or ``int8``): one session
+    with one intra-op thread, run by as many workers as torch has threads now (see ``OnnxTower``)."""
     with tempfile.TemporaryDirectory(prefix="textsiamese-onnx-") as folder:
         path = export_tower(tower, Path(folder) / "tower.onnx", int8=precision == "int8")  # refuses non-BERT
-        session = cpu_session(path.read_bytes())
+        session = cpu_session(path.read_bytes(), threads=1)
     assert isinstance(tower, TransformerTower)
-    return OnnxTower(tower, session)
+    return OnnxTower(tower, session, workers=torch.get_num_threads())
