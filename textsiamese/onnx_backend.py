@@ -2,7 +2,7 @@
 
 Why: on CPUs without VNNI or native bf16 (an AVX2-only Zen 3, for one), torch's fp32 kernels and its int8
 dynamic quantisation (7-bit activations there) leave speed on the table; ONNX Runtime's CPU kernels ran the
-same exported tower faster, and its per-channel int8 weights kept STS-B dev Spearman within 0.001 of fp32
+same exported tower faster, and its per-channel int8 weights kept STS-B dev Spearman within 0.002 of fp32
 (docs/benchmarks.md). The backend reuses everything else of the torch path: tokenization in chunks, length
 sorting, padding per batch; only the tower's forward (encoder and pooling) runs in ONNX Runtime, on as many
 batches at once as torch has threads.
