@@ -97,7 +97,9 @@ def test_a_session_per_thread_count_and_pooling(tiny_transformer) -> None:  # ty
         two = model._onnx_tower("query", "fp32")
         assert two is not one
         assert (one.workers, two.workers) == (1, 2)  # batches at once: torch's thread count
-        assert two._session.get_session_options().intra_op_num_threads == 1  # each on its own thread
+        assert one._shared is one._session  # one thread: a single session
+        assert two._session.get_session_options().intra_op_num_threads == 2  # a lone batch: every thread
+        assert two._shared.get_session_options().intra_op_num_threads == 1  # two batches at once, 1 each
         torch.set_num_threads(1)
         assert model._onnx_tower("query", "fp32") is one
     finally:
@@ -133,22 +135,63 @@ class _RecordingSession:
                 self.running -= 1
 
 
-def test_workers_run_batches_at_once_and_keep_input_order(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
-    model = SiameseModel(tiny_transformer, normalize=True)
-    texts = [f"{text} number {i}" for i, text in enumerate(TEXTS * 6)]  # 42 texts, 11 batches of 4
-    want = model.encode(texts, batch_size=4, precision="fp32")
+def _recorded_encode(model: SiameseModel, texts: list[str], batch_size: int) -> tuple[Any, Any, Any]:
+    """Encode through the ONNX backend at 2 torch threads with both sessions recorded."""
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         stand_in = model._onnx_tower("query", "fp32")
-        recorder = _RecordingSession(stand_in._session)
-        stand_in._session = recorder
-        got = model.encode(texts, batch_size=4, backend="onnx")
+        alone, shared = _RecordingSession(stand_in._session), _RecordingSession(stand_in._shared)
+        stand_in._session, stand_in._shared = alone, shared
+        try:
+            return model.encode(texts, batch_size=batch_size, backend="onnx"), alone, shared
+        finally:
+            stand_in._session, stand_in._shared = alone.session, shared.session
     finally:
         torch.set_num_threads(threads)
+
+
+def test_workers_run_batches_at_once_and_keep_input_order(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    texts = [f"{text} number {i}" for i, text in enumerate(TEXTS * 6)]  # 42 texts, 11 batches of 4
+    want = model.encode(texts, batch_size=4, precision="fp32")
+    got, alone, shared = _recorded_encode(model, texts, batch_size=4)
     np.testing.assert_allclose(got, want, atol=1e-5)
-    assert recorder.most_at_once == 2
-    assert threading.get_ident() not in recorder.threads and len(recorder.threads) == 2
+    assert shared.most_at_once == 2 and not alone.threads
+    assert threading.get_ident() not in shared.threads and len(shared.threads) == 2
+    # One batch runs alone, on the session with every thread, in the calling thread.
+    got, alone, shared = _recorded_encode(model, texts[:3], batch_size=4)
+    np.testing.assert_allclose(got, want[:3], atol=1e-5)
+    assert alone.threads == {threading.get_ident()} and not shared.threads
+
+
+def test_a_failing_worker_batch_fails_the_encode(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
+    model = SiameseModel(tiny_transformer, normalize=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        stand_in = model._onnx_tower("query", "fp32")
+        real = stand_in._shared
+        calls: list[int] = []
+
+        class Failing:
+            def run(self, *args: Any) -> Any:
+                calls.append(1)
+                if len(calls) == 3:
+                    raise RuntimeError("ort failed on batch 3")
+                return real.run(*args)
+
+        stand_in._shared = Failing()
+        with pytest.raises(RuntimeError, match="batch 3"):
+            model.encode(TEXTS * 4, batch_size=2, backend="onnx")
+        stand_in._shared = real
+        np.testing.assert_allclose(  # the cached stand-in still works afterwards
+            model.encode(TEXTS * 4, batch_size=2, backend="onnx"),
+            model.encode(TEXTS * 4, batch_size=2, precision="fp32"),
+            atol=1e-5,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_int8_stays_close_to_fp32_on_the_real_model(default_model: SiameseModel) -> None:

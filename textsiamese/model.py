@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import itertools
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,17 +419,23 @@ def _encode_into(
 ) -> int:
     """Encode ``items`` into ``output`` (N, D) float32 in input order; returns how many were truncated.
 
-    ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk. A tower with
-    ``workers`` > 1 (the ONNX Runtime stand-in) has that many batches run at once on worker threads.
+    ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk. The ONNX Runtime
+    stand-in with ``workers`` > 1 has that many of a chunk's batches run at once on worker threads
+    (``OnnxTower.concurrent``); a chunk of one batch runs alone, on all threads.
     """
     cuda = target.type == "cuda"
     pad_id = int(getattr(tower, "pad_id", 0))
-    workers = 1 if cuda else int(getattr(tower, "workers", 1))
+    workers = tower.workers if isinstance(tower, OnnxTower) else 1
     # Towers whose collate is plain right-padding are padded here straight from the chunk's flat ids.
     custom_collate = type(tower).collate not in _PADDING_COLLATES
     truncated = 0
 
-    def encode_batch(chunk: _Chunk, begin: int, end: int, staged: torch.Tensor | None) -> int:
+    Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    concurrent: Forward = tower.concurrent if isinstance(tower, OnnxTower) else tower
+
+    def encode_batch(
+        chunk: _Chunk, begin: int, end: int, staged: torch.Tensor | None, forward: Forward
+    ) -> int:
         lengths = chunk.lengths[begin:end]
         if custom_collate:
             ids = [
@@ -443,7 +450,7 @@ def _encode_into(
         with torch.inference_mode():  # thread-local: set again on worker threads
             if cuda:
                 features = {k: v.pin_memory().to(target, non_blocking=True) for k, v in features.items()}
-            vectors = tower(features).float()
+            vectors = forward(features).float()
             if normalize:
                 vectors = F.normalize(vectors, dim=-1)
             if staged is not None:
@@ -469,9 +476,11 @@ def _encode_into(
             begins = range(0, rows, batch_size)
             ends = [min(begin + batch_size, rows) for begin in begins]
             if pool is not None and len(begins) > 1:
-                done = pool.map(encode_batch, itertools.repeat(chunk), begins, ends, itertools.repeat(None))
+                run = functools.partial(encode_batch, chunk, staged=None, forward=concurrent)
+                done: Iterator[int] = pool.map(run, begins, ends)
             else:
-                done = map(encode_batch, itertools.repeat(chunk), begins, ends, itertools.repeat(staged))
+                run = functools.partial(encode_batch, chunk, staged=staged, forward=tower)
+                done = map(run, begins, ends)
             for count in done:
                 progress.update(count)
             if staged is not None:

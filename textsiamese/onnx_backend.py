@@ -131,32 +131,47 @@ def _quantize(source: Path, target: Path) -> None:
         logging.getLogger().setLevel(quiet)
 
 
+MAX_WORKERS = 4
+
+
 class OnnxTower:
     """Stands in for a transformer tower in ``encode``: same tokenizer, padding and dimension (taken from the
-    torch tower), forward run by an ONNX Runtime session.
+    torch tower), forward run by ONNX Runtime.
 
-    ``workers``: how many batches ``encode`` may run on the session at once, each on its own thread (ONNX
-    Runtime's ``run`` is thread-safe). ``onnx_tower`` gives the session one intra-op thread and as many
-    workers as torch has threads: on the 2-core Zen 3, two batches at a time on one thread each encoded
-    about 1.2x faster than one batch at a time on two threads (docs/benchmarks.md), since batches of 16 short
-    sentences are too small to split well across threads.
+    Calling it runs one batch on ``session``, which has all of torch's threads (a single query, the last
+    batch of a chunk). ``concurrent`` runs a batch on ``shared``, a session with fewer intra-op threads that
+    ``workers`` threads run at once (ONNX Runtime's ``run`` is thread-safe); ``encode`` does that whenever a
+    chunk has several batches. On the 2-core Zen 3, two batches at a time on one thread each encoded about
+    1.2x faster than one batch at a time on two threads (docs/benchmarks.md): batches of 16 short sentences
+    are too small to split well across threads. The two sessions hold a copy of the weights each.
     """
 
     collate = TransformerTower.collate
 
-    def __init__(self, tower: TransformerTower, session: Any, workers: int = 1) -> None:
+    def __init__(
+        self, tower: TransformerTower, session: Any, shared: Any | None = None, workers: int = 1
+    ) -> None:
         self._tower = tower
         self._session = session
+        self._shared = shared if shared is not None else session
         self.workers = workers
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_tower", "_session", "workers"):  # during copy / unpickling
+        if name.startswith("__") or name in ("_tower", "_session", "_shared", "workers"):  # copy / unpickling
             raise AttributeError(name)
         return getattr(self._tower, name)
 
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        feeds = {name: features[name].numpy() for name in _INPUTS}
-        return torch.from_numpy(self._session.run(None, feeds)[0])
+        return _run(self._session, features)
+
+    def concurrent(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One batch on the session meant for ``workers`` threads at once."""
+        return _run(self._shared, features)
+
+
+def _run(session: Any, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    feeds = {name: features[name].numpy() for name in _INPUTS}
+    return torch.from_numpy(session.run(None, feeds)[0])
 
 
 def cpu_session(graph: bytes, threads: int | None = None) -> Any:
@@ -172,10 +187,16 @@ def cpu_session(graph: bytes, threads: int | None = None) -> Any:
 
 
 def onnx_tower(tower: Tower, precision: str) -> OnnxTower:
-    """An ONNX Runtime stand-in for ``tower`` at ``precision`` (``auto`` / ``fp32``, or ``int8``): one session
-    with one intra-op thread, run by as many workers as torch has threads now (see ``OnnxTower``)."""
+    """An ONNX Runtime stand-in for ``tower`` at ``precision`` (``auto`` / ``fp32``, or ``int8``) for torch's
+    current thread count T: a T-thread session for lone batches and, when T > 1, a session run by
+    min(T, ``MAX_WORKERS``) workers at once with T // workers threads each (see ``OnnxTower``; only T = 2 was
+    measured)."""
+    threads = torch.get_num_threads()
+    workers = min(threads, MAX_WORKERS)
     with tempfile.TemporaryDirectory(prefix="textsiamese-onnx-") as folder:
         path = export_tower(tower, Path(folder) / "tower.onnx", int8=precision == "int8")  # refuses non-BERT
-        session = cpu_session(path.read_bytes(), threads=1)
+        graph = path.read_bytes()
+    session = cpu_session(graph, threads=threads)
+    shared = cpu_session(graph, threads=threads // workers) if workers > 1 else None
     assert isinstance(tower, TransformerTower)
-    return OnnxTower(tower, session, workers=torch.get_num_threads())
+    return OnnxTower(tower, session, shared, workers=workers)
