@@ -163,6 +163,7 @@ def test_failed_swap_puts_the_previous_model_back(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
+    monkeypatch.setattr(writers, "_exchange", lambda a, b: False)  # the two-rename path (no atomic swap)
     monkeypatch.setattr(writers.os, "replace", replace_failing_on_the_second_call)
     with pytest.raises(OSError):
         SiameseModel(tiny_lstm).save(tmp_path / "m")

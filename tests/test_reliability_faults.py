@@ -25,7 +25,7 @@ import torch
 
 import textsiamese
 from textsiamese.cli import main
-from textsiamese.data import atomic_open, write_rows
+from textsiamese.data import atomic_open, write_rows, writers
 from textsiamese.oneshot import OneShotClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,8 +116,10 @@ for i in range(1_000_000):
 
 
 def test_model_save_killed_mid_write_leaves_a_whole_model(tmp_path: Path) -> None:
-    """A model directory is staged under a hidden name and renamed: killed while writing the next version
-    (a 25 MB safetensors file), the directory under the real name is a complete earlier version."""
+    """A model directory is staged under a hidden name and swapped in: killed while writing the next version
+    (a 25 MB safetensors file), the directory under the real name is a complete earlier version. (Before the
+    atomic swap, a kill between the two renames of ``replace_directory`` left no directory under the name;
+    seen once in CI on 2026-12-02.)"""
     target = tmp_path / "model"
     script = tmp_path / "save_loop.py"
     script.write_text(textwrap.dedent(SAVE_LOOP))
@@ -137,6 +139,35 @@ def test_model_save_killed_mid_write_leaves_a_whole_model(tmp_path: Path) -> Non
     values = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert values.min() == values.max()  # every weight from one and the same complete save
     assert model.tower("query").dimension == 16
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "two-renames"])
+def test_replace_directory_swaps_in_the_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    target, staging = tmp_path / "model", tmp_path / ".model.staging"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    staging.mkdir()
+    (staging / "new.txt").write_text("new")
+    if exchange:
+        if not sys.platform.startswith("linux"):
+            pytest.skip("renameat2 is Linux's")
+        swaps: list[bool] = []
+        real = writers._exchange
+
+        def recorded(first: Path, second: Path) -> bool:
+            swaps.append(real(first, second))
+            return swaps[-1]
+
+        monkeypatch.setattr(writers, "_exchange", recorded)
+    else:
+        monkeypatch.setattr(writers, "_exchange", lambda a, b: False)
+    writers.replace_directory(staging, target)
+    assert [p.name for p in target.iterdir()] == ["new.txt"] and (target / "new.txt").read_text() == "new"
+    assert list(tmp_path.iterdir()) == [target]  # neither the staging nor the old version is left
+    if exchange:
+        assert swaps == [True]  # the atomic swap ran (ext4, tmpfs and overlayfs support it)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -255,6 +286,7 @@ def test_enrolled_set_survives_a_failed_save(
             _enospc()
         real_replace(source, destination)
 
+    monkeypatch.setattr(textsiamese.data.writers, "_exchange", lambda a, b: False)  # the two-rename path
     monkeypatch.setattr(textsiamese.data.writers.os, "replace", second_rename_fails)
     with pytest.raises(OSError, match="No space left"):
         matcher.save(target)

@@ -68,13 +68,17 @@ def write_rows(
 def replace_directory(staging: Path, target: Path) -> None:
     """Move a fully written ``staging`` directory to ``target``, replacing any directory already there.
 
-    The old ``target`` is moved aside first and removed only once the new one is in place; if the second
-    rename fails, the old directory is put back. (POSIX has no atomic swap of two non-empty directories, so
-    a process killed between the two renames leaves the old copy in a hidden ``.<name>.old.*`` folder
-    beside ``target`` rather than under its name.)
+    On Linux the two directories are swapped in one atomic ``renameat2(RENAME_EXCHANGE)`` and the old one,
+    now under the staging name, is removed: at every instant ``target`` is a complete old or new version.
+    Elsewhere (or on a file system without the exchange), the old ``target`` is moved aside first and removed
+    only once the new one is in place, and put back if the second rename fails; a process killed between
+    those two renames leaves the old copy in a hidden ``.<name>.old.*`` folder beside ``target``.
     """
     if not target.exists():
         os.replace(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)
         return
     backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
     os.replace(target, backup / "previous")
@@ -85,3 +89,22 @@ def replace_directory(staging: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two paths with Linux's ``renameat2``; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without it (glibc < 2.28, some musl builds)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    status = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    return bool(status == 0)
