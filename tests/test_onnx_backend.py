@@ -18,6 +18,7 @@ import torch
 
 import textsiamese
 from textsiamese import SiameseModel
+from textsiamese.accelerate import torch_threads
 from textsiamese.cli import main
 from textsiamese.errors import ConfigError
 from textsiamese.onnx_backend import check_backend, export_tower
@@ -89,21 +90,17 @@ def test_export_inside_a_callers_autocast_and_unnormalised_vectors(tiny_transfor
 
 def test_a_session_per_thread_count_and_pooling(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = model._onnx_tower("query", "fp32")
-        torch.set_num_threads(2)
+    with torch_threads(2):
         two = model._onnx_tower("query", "fp32")
-        assert two is not one
-        assert (one.workers, two.workers) == (1, 2)  # batches at once: torch's thread count
-        assert one._shared is one._session  # one thread: a single session
-        assert two._session.get_session_options().intra_op_num_threads == 2  # a lone batch: every thread
-        assert two._shared.get_session_options().intra_op_num_threads == 1  # two batches at once, 1 each
-        torch.set_num_threads(1)
+    assert two is not one
+    assert (one.workers, two.workers) == (1, 2)  # batches at once: torch's thread count
+    assert one._shared is one._session  # one thread: a single session
+    assert two._session.get_session_options().intra_op_num_threads == 2  # a lone batch: every thread
+    assert two._shared.get_session_options().intra_op_num_threads == 1  # two batches at once, 1 each
+    with torch_threads(1):
         assert model._onnx_tower("query", "fp32") is one
-    finally:
-        torch.set_num_threads(threads)
     model.encode(TEXTS, backend="onnx")
     tiny_transformer.pooling = "cls"  # baked into the graph: a new one must be exported
     tiny_transformer._pool = get_pooling("cls")
@@ -137,9 +134,7 @@ class _RecordingSession:
 
 def _recorded_encode(model: SiameseModel, texts: list[str], batch_size: int) -> tuple[Any, Any, Any]:
     """Encode through the ONNX backend at 2 torch threads with both sessions recorded."""
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with torch_threads(2):
         stand_in = model._onnx_tower("query", "fp32")
         alone, shared = _RecordingSession(stand_in._session), _RecordingSession(stand_in._shared)
         stand_in._session, stand_in._shared = alone, shared
@@ -147,8 +142,6 @@ def _recorded_encode(model: SiameseModel, texts: list[str], batch_size: int) -> 
             return model.encode(texts, batch_size=batch_size, backend="onnx"), alone, shared
         finally:
             stand_in._session, stand_in._shared = alone.session, shared.session
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_workers_run_batches_at_once_and_keep_input_order(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
@@ -167,9 +160,7 @@ def test_workers_run_batches_at_once_and_keep_input_order(tiny_transformer) -> N
 
 def test_a_failing_worker_batch_fails_the_encode(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with torch_threads(2):
         stand_in = model._onnx_tower("query", "fp32")
         real = stand_in._shared
         calls: list[int] = []
@@ -190,8 +181,6 @@ def test_a_failing_worker_batch_fails_the_encode(tiny_transformer) -> None:  # t
             model.encode(TEXTS * 4, batch_size=2, precision="fp32"),
             atol=1e-5,
         )
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_int8_stays_close_to_fp32_on_the_real_model(default_model: SiameseModel) -> None:

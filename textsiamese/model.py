@@ -425,13 +425,12 @@ def _encode_into(
     """
     cuda = target.type == "cuda"
     pad_id = int(getattr(tower, "pad_id", 0))
-    workers = tower.workers if isinstance(tower, OnnxTower) else 1
     # Towers whose collate is plain right-padding are padded here straight from the chunk's flat ids.
     custom_collate = type(tower).collate not in _PADDING_COLLATES
     truncated = 0
 
     Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
-    concurrent: Forward = tower.concurrent if isinstance(tower, OnnxTower) else tower
+    workers, concurrent = (tower.workers, tower.concurrent) if isinstance(tower, OnnxTower) else (1, tower)
 
     def encode_batch(
         chunk: _Chunk, begin: int, end: int, staged: torch.Tensor | None, forward: Forward
@@ -475,12 +474,12 @@ def _encode_into(
                 )
             begins = range(0, rows, batch_size)
             ends = [min(begin + batch_size, rows) for begin in begins]
-            if pool is not None and len(begins) > 1:
-                run = functools.partial(encode_batch, chunk, staged=None, forward=concurrent)
-                done: Iterator[int] = pool.map(run, begins, ends)
-            else:
-                run = functools.partial(encode_batch, chunk, staged=staged, forward=tower)
-                done = map(run, begins, ends)
+            # Never on CUDA: only the ONNX stand-in (CPU) has workers.
+            parallel = pool is not None and len(begins) > 1
+            run = functools.partial(
+                encode_batch, chunk, staged=staged, forward=concurrent if parallel else tower
+            )
+            done = pool.map(run, begins, ends) if parallel and pool is not None else map(run, begins, ends)
             for count in done:
                 progress.update(count)
             if staged is not None:
