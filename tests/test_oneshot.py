@@ -21,7 +21,8 @@ VECTORS = angle_vectors(
 
 
 def test_nearest_reference_and_nearest_centroid_can_differ() -> None:
-    matcher = OneShotClassifier(VectorModel(VECTORS)).enroll(["a", "a", "b"], ["a1", "a2", "b1"])  # type: ignore[arg-type]
+    matcher = OneShotClassifier(VectorModel(VECTORS), strategy="reference")  # type: ignore[arg-type]
+    matcher.enroll(["a", "a", "b"], ["a1", "a2", "b1"])
     assert matcher.classes == ["a", "b"]
     # x (0.95) is nearest to reference b1 (0.9), but its angle to a's centroid (0.6) is 0.35 against b's 0.05
     by_reference = matcher.classify(["x", "y"])

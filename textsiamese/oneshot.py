@@ -1,8 +1,9 @@
 """One-shot (few-shot) matching: classify texts by their nearest enrolled reference, with no training.
 
-Enrol one or a few example texts per class; a new text gets the class of its nearest reference
-(``strategy="reference"``) or of the nearest class centroid, the mean of the class's reference vectors
-(``strategy="centroid"``), with its similarity. Below ``threshold`` the answer is ``unknown``: the text is
+Enrol one or a few example texts per class; a new text gets the class of the nearest class centroid, the
+mean of the class's reference vectors (``strategy="centroid"``, the default), or of its nearest single
+reference (``strategy="reference"``), with its similarity. The two coincide with one reference per class;
+with more, the centroid is the better default (AG News, 8 per class: 78.9% against 69.2%). Below ``threshold`` the answer is ``unknown``: the text is
 not close enough to any class. A new class is one more ``enroll`` call; nothing is retrained.
 
 References are encoded with the model's ``document`` tower and texts to classify with its ``query`` tower.
@@ -62,7 +63,7 @@ class OneShotClassifier:
     def __init__(
         self,
         model: SiameseModel,
-        strategy: str = "reference",
+        strategy: str = "centroid",
         threshold: float | None = None,
         unknown_label: str = "unknown",
         batch_size: int | None = None,

@@ -51,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
         probabilities,
         raw_probabilities,
     )
+    from textsiamese.loading import resolve_model_directory
 
-    target = args.output or args.model
-    if target is None:
+    if args.output is None and args.model is None:
         raise ConfigError("the embedded default model cannot be rewritten: pass --output DIR")
-    if args.output is None and not ModelConfig.is_native(Path(args.model)):
+    target = args.output or resolve_model_directory(args.model, quiet=True)
+    if args.output is None and not ModelConfig.is_native(Path(target)):
         raise ConfigError(
             f"{args.model} is not a textsiamese model directory; pass --output DIR for the calibrated copy"
         )

@@ -61,6 +61,18 @@ def add_errors_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_id_column_option(parser: argparse.ArgumentParser, what: str = "row") -> None:
+    """``--id-column``: where a table file's ids come from; by default its ``id`` column, as ``text`` is the
+    text column (see ``data.read_corpus``)."""
+    parser.add_argument(
+        "--id-column",
+        default=None,
+        metavar="COLUMN",
+        help=f"column holding each {what}'s unique id (default: the 'id' column when the file has one, else "
+        "row numbers; '' forces row numbers)",
+    )
+
+
 def parse_columns(spec: str | None) -> dict[str, str] | None:
     """``"sentence1=q,sentence2=a"`` → ``{"sentence1": "q", "sentence2": "a"}``."""
     if not spec:

@@ -12,11 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-from textsiamese.cli.common import add_model_options, load_model
+from textsiamese.cli.common import add_id_column_option, add_model_options, load_model
 from textsiamese.data import Corpus, read_corpus, write_rows
 from textsiamese.errors import ConfigError, InputError
 
-STRATEGY_HELP = "reference: nearest single reference; centroid: nearest class mean"
+STRATEGY_HELP = (
+    "centroid: nearest class mean (default for a new set; the better one with several references per class, "
+    "the same as reference with one); reference: nearest single reference"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,11 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_text_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", default="text", help="column holding the text (default text)")
     parser.add_argument("--label-column", default="label", help="column holding the class (default label)")
+    add_id_column_option(parser, "text")
     parser.add_argument("--errors", default="strict", choices=["strict", "replace"], help="invalid UTF-8")
 
 
 def _labelled(args: argparse.Namespace, path: str, required: bool) -> tuple[Corpus, list[str] | None]:
-    corpus = read_corpus(path, text_column=args.text_column, errors=args.errors)
+    corpus = read_corpus(path, text_column=args.text_column, id_column=args.id_column, errors=args.errors)
     labels = corpus.metadata.get(args.label_column)
     if labels is None and required:
         raise InputError(
@@ -110,7 +114,8 @@ def run_enroll(args: argparse.Namespace) -> int:
     counts = {c: matcher.labels.count(c) for c in matcher.classes}
     print(
         f"textsiamese enroll: {len(matcher) - before} references added; {len(matcher)} in {len(counts)} "
-        f"classes ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}, "
+        f"classes ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
+        f"{' (default; --strategy reference for the nearest single reference)' if not args.strategy and not before else ''}, "
         f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
         file=sys.stderr,
     )

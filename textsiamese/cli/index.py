@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from textsiamese.cli.common import add_errors_option, add_model_options
+from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
 from textsiamese.errors import ConfigError, InputError
 from textsiamese.search.kinds import KIND_NAMES, METRICS
 
@@ -80,7 +80,7 @@ def add_corpus_options(parser: argparse.ArgumentParser) -> None:
     """``--corpus``, ``--text-column``, ``--id-column``, ``--no-progress``."""
     parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
-    parser.add_argument("--id-column", default=None, help="column holding unique ids (default: row numbers)")
+    add_id_column_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textsiamese.cli.common import add_errors_option, add_model_options
+from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
 from textsiamese.errors import ConfigError
 
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
-    parser.add_argument("--id-column", default=None, help="column holding unique ids (default: row numbers)")
+    add_id_column_option(parser, "text")
     parser.add_argument(
         "--threshold", type=float, default=0.8, help="minimum cosine similarity (default 0.8)"
     )

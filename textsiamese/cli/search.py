@@ -1,7 +1,9 @@
 """``textsiamese search``: top-k hits from an index for one query or a file of queries, streamed out.
 
 Queries are encoded with the query tower of the model the index was built with (checked by fingerprint).
-``--json`` writes one object per query and line: ``{"query": ..., "hits": [{"id", "score", "text", ...}]}``.
+``--json`` writes one object per query and line: ``{"id": ..., "query": ..., "hits": [{"id", "score", "text",
+...}]}``, the query's id from the queries file (its ``id`` column, or ``--id-column``, else the row number; for
+``--query`` the position on the command line).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from textsiamese.cli.common import add_errors_option, add_model_options
+from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
 from textsiamese.cli.index import load_index_model
 from textsiamese.errors import ConfigError
 
@@ -29,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--query", action="append", metavar="TEXT", help="a query (repeatable)")
     source.add_argument("--queries", metavar="FILE", help="queries file (.txt one per line, csv/tsv/jsonl)")
     parser.add_argument("--text-column", default="text", help="query column of a table file (default: text)")
+    add_id_column_option(parser, "query")
     parser.add_argument(
         "-k", type=int, default=None, help="hits per query (default 10, or the index size if smaller)"
     )
@@ -49,17 +52,25 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1 or args.k > len(index):
         raise ConfigError(f"-k {args.k} must be between 1 and the index size ({len(index)})")
     if args.queries:
-        queries = read_corpus(args.queries, text_column=args.text_column, errors=args.errors).texts
+        corpus = read_corpus(
+            args.queries, text_column=args.text_column, id_column=args.id_column, errors=args.errors
+        )
+        queries, query_ids = corpus.texts, corpus.ids
     else:
         queries = list(args.query)
+        query_ids = [str(n) for n in range(1, len(queries) + 1)]
     model = load_index_model(args, index)
     batch = max(1, args.batch_size or 64)  # queries per search call (each call encodes its chunk)
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]
         results = index.search(chunk, k=args.k, model=model, batch_size=args.batch_size)
-        for query, hits in zip(chunk, results, strict=True):
+        for query_id, query, hits in zip(query_ids[start : start + batch], chunk, results, strict=True):
             if args.json:
-                record: dict[str, Any] = {"query": query, "hits": [hit.to_dict() for hit in hits]}
+                record: dict[str, Any] = {
+                    "id": query_id,
+                    "query": query,
+                    "hits": [hit.to_dict() for hit in hits],
+                }
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
             else:
                 sys.stdout.write(format_hits(query, hits))

@@ -81,7 +81,8 @@ def read_corpus(
     path: str | Path, text_column: str = "text", id_column: str | None = None, errors: str = "strict"
 ) -> Corpus:
     """Read texts to encode or index: a ``.txt`` file is one text per line (ids are line numbers); a CSV, TSV
-    or JSONL file takes ``text_column`` (and ``id_column`` when given), other columns become metadata."""
+    or JSONL file takes ``text_column`` and its ids from ``id_column`` (by default a column named ``id`` when
+    there is one, else row numbers; ``""`` forces row numbers); other columns become metadata."""
     if str(path) != "-" and Path(path).suffix.lower() == ".txt":
         text = read_text(path, errors=errors)
         lines = [(n, line.removesuffix("\r")) for n, line in enumerate(text.split("\n"), start=1)]

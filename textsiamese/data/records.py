@@ -237,8 +237,18 @@ def triplets_from_table(table: Table, *, columns: Mapping[str, str] | None = Non
     )
 
 
+# The column that holds a corpus's ids when the caller names none, as ``text`` holds its texts.
+DEFAULT_ID_COLUMN = "id"
+
+
 def corpus_from_table(table: Table, *, text_column: str = "text", id_column: str | None = None) -> Corpus:
-    """Validate a table as a corpus; ids default to the 1-based row number."""
+    """Validate a table as a corpus.
+
+    Ids come from ``id_column``; with ``None`` from a column named ``id`` when the table has one (what users
+    with such a column mean), else from the 1-based row number, as they do with ``id_column=""``.
+    """
+    if id_column is None:
+        id_column = DEFAULT_ID_COLUMN if DEFAULT_ID_COLUMN in table.columns else ""
     _require(table, [text_column] + ([id_column] if id_column else []))
     texts = [text_cell(table.source, row, text_column) for row in table.rows]
     if id_column:

@@ -1,0 +1,232 @@
+"""A new user's path between commands, with the defaults (issue 19): each test runs the commands a user types,
+in order, through the CLI, on rows of ../shared/data, and checks what comes out.
+
+1. ``train --output runs/x`` then ``--model runs/x`` anywhere (eval, score, info, calibrate, index build,
+   search, ``textsiamese.load``): the run's ``best/`` model, else its ``final/``, said on stderr.
+2. A corpus or query file with an ``id`` column: that column is the id (``index build``, ``search --queries``,
+   ``classify``), with no ``--id-column``.
+3. ``enroll`` with no ``--strategy``: nearest class centroid, recomputed here with numpy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import textsiamese
+from textsiamese.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """Run one command; it must succeed. Returns (stdout, stderr)."""
+    status = main(args)
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return out, err
+
+
+def agnews_rows(shared_data: Path, count: int, skip: int = 0) -> list[dict[str, str]]:
+    with (shared_data / "agnews" / "agnews-title-description-train.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows[skip : skip + count]
+
+
+def write_csv(path: Path, columns: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stsb_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """``textsiamese train stsb --output RUN`` (tiny base model and 2 steps, so it runs in seconds)."""
+    output = tmp_path_factory.mktemp("runs") / "x"
+    argv = [
+        "train",
+        "stsb",
+        "--output",
+        str(output),
+        "--no-progress",
+        "--set",
+        f"model.base={tiny_model_dir}",
+    ]
+    for setting in ("max_steps=2", "batch_size=4", "data.limit=40", "data.dev_limit=24", "eval_every=1"):
+        argv += ["--set", setting]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)  # the recipe names ../shared/data from the repository root
+        assert main(argv) == 0
+    return output
+
+
+def test_a_run_directory_loads_wherever_a_model_directory_does(
+    stsb_run: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert (stsb_run / "best").is_dir() and (stsb_run / "final").is_dir()
+    sts_dev = str(shared_data / "stsb" / "sts-dev.csv")
+    eval_args = ["eval", "--task", "sts", "--format", "stsb", "--data", sts_dev, "--json"]
+    out, err = run_cli([*eval_args, "--model", str(stsb_run)], capsys)
+    assert f"using {stsb_run / 'best'}" in err
+    from_run = json.loads(out)
+    out, _ = run_cli([*eval_args, "--model", str(stsb_run / "best")], capsys)
+    assert from_run == json.loads(out)  # the same model, so the same figures to the last bit
+    out, _ = run_cli([*eval_args, "--model", str(stsb_run / "final")], capsys)
+    assert from_run["n"] == json.loads(out)["n"] == 1500
+
+    pairs = write_csv(
+        tmp_path / "pairs.csv", ["sentence1", "sentence2"], [["A man eats.", "Someone is eating."]]
+    )
+    out, err = run_cli(["score", "--pairs", str(pairs), "--model", str(stsb_run)], capsys)
+    assert out.splitlines()[0] == "sentence1,sentence2,score" and "best" in err
+    out, _ = run_cli(["info", "--model", str(stsb_run), "--json"], capsys)
+    assert json.loads(out)["source"] == str(stsb_run / "best")
+    assert textsiamese.load(stsb_run, device="cpu").source == str(stsb_run / "best")
+
+    # calibrate rewrites the model it loaded (best/), so score then adds probability and the decision
+    mrpc = shared_data / "mrpc" / "msr_paraphrase_train.txt"
+    run_cli(["calibrate", "--format", "mrpc", "--data", str(mrpc), "--model", str(stsb_run)], capsys)
+    assert json.loads((stsb_run / "best" / "config.json").read_text())["calibration"]["method"] == "platt"
+    out, _ = run_cli(["score", "--pairs", str(pairs), "--model", str(stsb_run)], capsys)
+    assert out.splitlines()[0] == "sentence1,sentence2,score,probability,same"
+
+    # an index built from the run remembers the model it took; search finds it again without --model
+    corpus = write_csv(tmp_path / "docs.csv", ["text"], [["a man is eating"], ["the stock market fell"]])
+    run_cli(["index", "build", "--corpus", str(corpus), "--model", str(stsb_run), "--no-progress"], capsys)
+    out, _ = run_cli(["index", "info", "--index", str(tmp_path / "docs.index"), "--json"], capsys)
+    assert json.loads(out)["model_source"] == str(stsb_run / "best")
+    out, _ = run_cli(
+        ["search", "--index", str(tmp_path / "docs.index"), "--query", "eating", "--json"], capsys
+    )
+    assert len(json.loads(out)["hits"]) == 2
+
+
+def test_a_run_without_best_takes_final_and_an_interrupted_run_says_what_to_do(
+    stsb_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_dev = tmp_path / "no-dev"
+    shutil.copytree(stsb_run / "final", no_dev / "final")  # a run with no dev split keeps no best/
+    assert textsiamese.load(no_dev, device="cpu").source == str(no_dev / "final")
+    assert f"using {no_dev / 'final'}" in capsys.readouterr().err
+
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(stsb_run / "checkpoint", interrupted / "checkpoint")
+    status = main(["info", "--model", str(interrupted)])
+    err = capsys.readouterr().err
+    assert status == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_id_column_is_the_id_in_index_build_search_and_classify(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 40)
+    docs = write_csv(
+        tmp_path / "docs.csv",
+        ["id", "label", "description"],
+        [[f"news-{n:03d}", row["label"], row["description"]] for n, row in enumerate(rows)],
+    )
+    run_cli(
+        ["index", "build", "--corpus", str(docs), "--text-column", "description", "--no-progress"], capsys
+    )
+    queries = write_csv(
+        tmp_path / "queries.csv",
+        ["id", "text"],
+        [[f"q-{n:03d}", row["title"]] for n, row in enumerate(rows)],
+    )
+    index = str(tmp_path / "docs.index")
+    out, _ = run_cli(["search", "--index", index, "--queries", str(queries), "-k", "5", "--json"], capsys)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in records] == [f"q-{n:03d}" for n in range(40)]
+    for record in records:
+        for hit in record["hits"]:
+            assert hit["id"].startswith("news-") and "id" not in hit.get("metadata", {})
+    # each title's own description (same number) is among its top 5 for most titles
+    own = sum(r["id"][2:] in {h["id"][5:] for h in r["hits"]} for r in records)
+    assert own >= 30, own
+
+    refs = write_csv(
+        tmp_path / "refs.csv",
+        ["id", "label", "text"],
+        [[f"ref-{n}", row["label"], row["title"]] for n, row in enumerate(rows[:20])],
+    )
+    texts = write_csv(
+        tmp_path / "texts.csv",
+        ["id", "text"],
+        [[f"t-{n}", row["title"]] for n, row in enumerate(rows[20:])],
+    )
+    run_cli(["enroll", "--references", str(refs), "--output", str(tmp_path / "refs")], capsys)
+    predicted = tmp_path / "predicted.csv"
+    run_cli(
+        [
+            "classify",
+            "--references",
+            str(tmp_path / "refs"),
+            "--texts",
+            str(texts),
+            "--output",
+            str(predicted),
+        ],
+        capsys,
+    )
+    with predicted.open(encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        ids = [line[0] for line in reader]
+    assert header == ["id", "text", "predicted", "similarity"]
+    assert ids == [f"t-{n}" for n in range(20)]
+
+
+def test_enroll_defaults_to_the_nearest_class_centroid(
+    shared_data: Path,
+    tmp_path: Path,
+    default_model: textsiamese.SiameseModel,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = agnews_rows(shared_data, 200)
+    references: dict[str, list[str]] = {}
+    for row in rows:
+        if len(references.setdefault(row["label"], [])) < 4:
+            references[row["label"]].append(row["title"])
+    chosen = {title for titles in references.values() for title in titles}
+    refs = write_csv(
+        tmp_path / "refs.csv",
+        ["label", "text"],
+        [[label, title] for label, titles in references.items() for title in titles],
+    )
+    held_out = [row for row in rows if row["title"] not in chosen][:60]
+    texts = write_csv(tmp_path / "texts.csv", ["label", "text"], [[r["label"], r["title"]] for r in held_out])
+    _, err = run_cli(["enroll", "--references", str(refs), "--output", str(tmp_path / "refs")], capsys)
+    assert "strategy centroid (default" in err
+    predicted = tmp_path / "predicted.csv"
+    run_cli(
+        [
+            "classify",
+            "--references",
+            str(tmp_path / "refs"),
+            "--texts",
+            str(texts),
+            "--output",
+            str(predicted),
+        ],
+        capsys,
+    )
+    with predicted.open(encoding="utf-8") as handle:
+        got = [row["predicted"] for row in csv.DictReader(handle)]
+
+    # independently: mean of each class's normalised reference vectors, nearest by cosine
+    labels = list(references)
+    centroids = np.stack(
+        [default_model.encode(references[label], role="document").mean(axis=0) for label in labels]
+    )
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    queries = default_model.encode([r["title"] for r in held_out], role="query")
+    expected = [labels[i] for i in np.argmax(queries @ centroids.T, axis=1)]
+    assert got == expected
