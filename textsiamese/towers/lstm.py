@@ -144,7 +144,15 @@ class LSTMTower(Tower):
         packed = pack_padded_sequence(
             self.embeddings(input_ids), lengths, batch_first=True, enforce_sorted=False
         )
-        output, _ = self.lstm(packed)
+        # oneDNN's CPU LSTM kernel (taken on AVX512 CPUs) gave vectors that moved by up to 2.3e-3 with the
+        # batch a text was in (a tiny tower, 2026-12-07); torch's own kernel gives the same vector in any batch.
+        # (mkldnn.flags() would warn about TF32 on every call, so the switch is set and put back by hand.)
+        enabled = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
+        try:
+            output, _ = self.lstm(packed)
+        finally:
+            torch.backends.mkldnn.enabled = enabled
         tokens, _ = pad_packed_sequence(output, batch_first=True, total_length=input_ids.shape[1])
         return self._pool(tokens, mask)
 
