@@ -155,29 +155,7 @@ class Index:
             faiss.normalize_L2(matrix)
         if spec.needs_training:
             train(index._index, index.kind, index.params, matrix, seed)
-        tune = recall_target is not None and spec.tunable is not None
-        split = hold_out(count, seed) if tune and tune_queries is None else None
-        if split is None:
-            add_rows(index._index, index.kind, index._rows, matrix, ids, texts, metadata)
-            if tune:
-                labels = np.arange(count, dtype=np.int64)
-                index._tune(matrix, labels, recall_target, tune_k, tune_queries, seed=seed)  # type: ignore[arg-type]
-            return index
-        # No queries given: hold a random sample of rows out of the index, tune with them as queries against
-        # exact search over the rest, then add them. A row already in the index is an easy query (HNSW links
-        # it to its own neighbours; it sits in its own IVF cell), so tuning on indexed rows overstates recall.
-        kept, held = split
-        columns = index._rows.new_columns(ids, texts, metadata, count)
-        add_positions(index._index, index.kind, index._rows, matrix, columns, kept)
-        index._tune(
-            matrix[kept],
-            np.arange(len(kept), dtype=np.int64),
-            recall_target,  # type: ignore[arg-type]
-            tune_k,
-            matrix[held],
-            seed=seed,
-        )
-        add_positions(index._index, index.kind, index._rows, matrix, columns, held)
+        index._add_tuned(matrix, ids, texts, metadata, recall_target, tune_k, tune_queries, seed)
         return index
 
     @classmethod
@@ -224,6 +202,39 @@ class Index:
         )
         index.model = model
         return index
+
+    def _add_tuned(
+        self,
+        matrix: np.ndarray,
+        ids: Sequence[str] | None,
+        texts: Sequence[str | None] | None,
+        metadata: Any,
+        recall_target: float | None,
+        tune_k: int,
+        tune_queries: Any,
+        seed: int,
+    ) -> None:
+        """Add a new index's prepared rows and, for an approximate kind with a ``recall_target``, tune it
+        (see :meth:`from_vectors`): on ``tune_queries`` if given, else on held-out rows added last."""
+        count = matrix.shape[0]
+        if recall_target is None or get_kind(self.kind).tunable is None:
+            add_rows(self._index, self.kind, self._rows, matrix, ids, texts, metadata)
+            return
+        split = hold_out(count, seed) if tune_queries is None else None
+        if split is None:
+            add_rows(self._index, self.kind, self._rows, matrix, ids, texts, metadata)
+            labels = np.arange(count, dtype=np.int64)
+            self._tune(matrix, labels, recall_target, tune_k, tune_queries, seed=seed, stacklevel=4)
+            return
+        # No queries given: hold a random sample of rows out of the index, tune with them as queries against
+        # exact search over the rest, then add them. A row already in the index is an easy query (HNSW links
+        # it to its own neighbours; it sits in its own IVF cell), so tuning on indexed rows overstates recall.
+        kept, held = split
+        columns = self._rows.new_columns(ids, texts, metadata, count)
+        add_positions(self._index, self.kind, self._rows, matrix, columns, kept)
+        labels = np.arange(len(kept), dtype=np.int64)
+        self._tune(matrix[kept], labels, recall_target, tune_k, matrix[held], seed=seed, stacklevel=4)
+        add_positions(self._index, self.kind, self._rows, matrix, columns, held)
 
     # ------------------------------------------------------------------ basic facts
 
@@ -462,9 +473,13 @@ class Index:
         *,
         n_queries: int = TUNE_QUERIES,
         seed: int = 0,
+        stacklevel: int = 3,
     ) -> dict[str, Any]:
         """Tune the kind's knob against exact search over ``matrix`` (row i has label ``labels[i]``), set
-        it in :attr:`params` and record :attr:`tuning` (see :func:`~textsiamese.search.tuning.tune_search_parameter`)."""
+        it in :attr:`params` and record :attr:`tuning` (see :func:`~textsiamese.search.tuning.tune_search_parameter`).
+
+        ``stacklevel`` points a below-target warning at the user's call: 3 from :meth:`tune` or
+        :meth:`from_vectors`, 4 through :meth:`_add_tuned`."""
         spec = get_kind(self.kind)
         check_recall_target(recall_target)
         record = tune_search_parameter(
@@ -478,7 +493,7 @@ class Index:
             queries=None if queries is None else self._prepare(queries),
             n_queries=n_queries,
             seed=seed,
-            warn_stacklevel=3,  # the caller of tune() or from_vectors()
+            warn_stacklevel=stacklevel,
         )
         self.params[record["parameter"]] = record["value"]
         self.tuning = record
