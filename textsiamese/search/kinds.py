@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import faiss
+import numpy as np
 
 from textsiamese.errors import ConfigError
 
@@ -216,3 +217,58 @@ def choose_kind(count: int, dimension: int, memory_budget: int | None = None) ->
     if count * ivf.bytes_per_vector(dimension, ivf.defaults(count, dimension)) <= budget:
         return "ivf"
     return "ivfpq"
+
+
+def resolve_params(
+    kind: str, count: int, dimension: int, params: Mapping[str, Any] | None, memory_budget: int | None
+) -> tuple[IndexKind, dict[str, Any]]:
+    """The kind to build (``auto`` resolved by :func:`choose_kind`) and its parameters: the kind's
+    defaults for this corpus with ``params`` laid over them, each one checked to be the kind's."""
+    if kind == "auto":
+        kind = choose_kind(count, dimension, memory_budget)
+    spec = get_kind(kind)
+    merged = spec.defaults(count, dimension)
+    for key, value in (params or {}).items():
+        if key not in merged:
+            known = ", ".join(merged) or "none"
+            raise ConfigError(f"{kind} index has no parameter {key!r} (known: {known})")
+        merged[key] = value
+    if "nlist" in merged and int(merged["nlist"]) > count:
+        raise ConfigError(f"nlist={merged['nlist']} is larger than the corpus ({count} vectors)")
+    return spec, merged
+
+
+def train(faiss_index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, seed: int) -> None:
+    """Train IVF centroids (and PQ codebooks) on a sample of 40 points a list (FAISS asks for 39):
+    k-means cost grows with the sample, and more points barely move the centroids."""
+    nlist = int(params["nlist"])
+    wanted = max(nlist * 40, (1 << int(params.get("nbits", 0))) * 64 if kind == "ivfpq" else 0)
+    if matrix.shape[0] > wanted:
+        rows = np.random.default_rng(seed).choice(matrix.shape[0], size=wanted, replace=False)
+        sample = matrix[np.sort(rows)]
+    else:
+        sample = matrix
+    faiss_index.cp.seed = seed + 1234
+    faiss_index.train(sample)
+
+
+def search_parameters(
+    kind: str, params: dict[str, Any], k: int, value: int | None = None, exclude: Any = None
+) -> Any:
+    """FAISS search parameters for one search: ``ef_search`` (at least k) or ``nprobe`` (1 to nlist) from
+    ``params`` unless ``value`` overrides it (the tuner's trial), and for HNSW the ``exclude`` selector of
+    masked rows. None for flat, which has nothing to set."""
+    if kind == "hnsw":
+        ef = int(value if value is not None else params["ef_search"])
+        search_params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+            efSearch=max(ef, k)
+        )
+        if exclude is not None:
+            search_params.sel = exclude
+        return search_params
+    if kind in ("ivf", "ivfpq"):
+        nprobe = int(value if value is not None else params["nprobe"])
+        return faiss.SearchParametersIVF(  # type: ignore[call-arg]
+            nprobe=min(max(nprobe, 1), int(params["nlist"]))
+        )
+    return None
