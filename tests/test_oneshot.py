@@ -139,3 +139,79 @@ def test_agnews_few_shot_beats_chance_on_the_default_model(default_model, shared
     matcher.enroll([labels[i] for i in references], [texts[i] for i in references])
     predicted = matcher.classify([texts[i] for i in rest]).labels
     assert accuracy(predicted, [labels[i] for i in rest]) > 0.5  # chance is 0.25
+
+
+def _agnews_file(shared_data: Path, path: Path, rows: slice) -> Path:
+    """label,text rows of the shared AG News sample (label = its class name, text = the title)."""
+    import csv
+
+    with (shared_data / "agnews" / "agnews-title-description-train.csv").open(encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))[rows]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "text"])
+        writer.writerows([[row["label"], row["title"]] for row in table])
+    return path
+
+
+def test_cli_enrolling_the_same_file_twice_adds_nothing(
+    tiny_model_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs = _agnews_file(shared_data, tmp_path / "refs.csv", slice(0, 12))
+    out, model = tmp_path / "refs", ["--model", str(tiny_model_dir)]
+    assert main(["enroll", "--references", str(refs), "--output", str(out), *model]) == 0
+    first = json.loads((out / "enrolled.json").read_text())
+    capsys.readouterr()
+    assert main(["enroll", "--references", str(refs), "--output", str(out), *model]) == 0
+    assert "0 references added (12 already enrolled, skipped); 12 in" in capsys.readouterr().err
+    again = json.loads((out / "enrolled.json").read_text())
+    assert again["labels"] == first["labels"] and again["texts"] == first["texts"]
+    assert np.load(out / "embeddings.npy").shape[0] == 12
+
+
+def test_cli_classify_strategy_uses_that_strategys_threshold(
+    tiny_model_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refs = _agnews_file(shared_data, tmp_path / "refs.csv", slice(0, 16))
+    dev = _agnews_file(shared_data, tmp_path / "dev.csv", slice(16, 40))
+    texts = _agnews_file(shared_data, tmp_path / "texts.csv", slice(40, 60))
+    out, model = tmp_path / "refs", ["--model", str(tiny_model_dir)]
+    assert main(["enroll", "--references", str(refs), "--output", str(out), "--dev", str(dev), *model]) == 0
+    # The same choice made by hand, one fresh classifier per strategy.
+    loaded = textsiamese.load(tiny_model_dir)
+    import csv
+
+    def column(path: Path, name: str) -> list[str]:
+        with path.open(encoding="utf-8") as handle:
+            return [row[name] for row in csv.DictReader(handle)]
+
+    expected = {}
+    for strategy in ("centroid", "reference"):
+        fresh = OneShotClassifier(loaded, strategy=strategy).enroll(
+            column(refs, "label"), column(refs, "text")
+        )
+        expected[strategy] = fresh.choose_threshold(column(dev, "text"), column(dev, "label"))
+    stored = json.loads((out / "enrolled.json").read_text())
+    assert stored["thresholds"] == pytest.approx(expected)
+    assert expected["centroid"] != pytest.approx(
+        expected["reference"]
+    )  # else the test could not tell them apart
+    capsys.readouterr()
+    assert (
+        main(["classify", "--references", str(out), "--texts", str(texts), "--strategy", "reference", *model])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()[1:]
+    fresh = OneShotClassifier(loaded, strategy="reference").enroll(
+        column(refs, "label"), column(refs, "text")
+    )
+    want = fresh.classify(column(texts, "text"), threshold=expected["reference"]).labels
+    assert [line.split(",")[-2] for line in lines] == want
+    # A set saved before per-strategy thresholds: classify says the stored one belongs to another strategy.
+    del stored["thresholds"]
+    (out / "enrolled.json").write_text(json.dumps(stored))
+    assert (
+        main(["classify", "--references", str(out), "--texts", str(texts), "--strategy", "reference", *model])
+        == 0
+    )
+    assert "holds a threshold for centroid" in capsys.readouterr().err

@@ -53,9 +53,6 @@ DROP_SEGMENTS = ("pip install",)
 REWRITE = {
     # The sample ships inside the package; the workspace is not the repository root.
     "textsiamese/samples/pairs.csv": str(REPO / "textsiamese" / "samples" / "pairs.csv"),
-    # The README offers two alternatives in brackets; the threshold one runs. (Its `--dev dev.csv` would need
-    # label/text rows, while the README's dev.csv above is an STS pair file.)
-    "[--dev dev.csv | --threshold 0.3]": "--threshold 0.3",
 }
 # Training examples run as tiny runs: these overrides are appended (a later --set wins over the README's).
 TINY_TRAIN = (
@@ -170,7 +167,7 @@ def _build_samples(ws: Path, real: Path) -> None:
     with (real / "agnews" / "agnews-title-description-train.csv").open(
         newline="", encoding="utf-8"
     ) as handle:
-        news = list(csv.DictReader(handle))[:120]
+        news = list(csv.DictReader(handle))[:160]
 
     _write(ws / "my_pairs.tsv", ["sentence1", "sentence2"], [r[:2] for r in sts_rows[:24]], "\t")
     _write(ws / "pairs.csv", ["sentence1", "sentence2"], [r[:2] for r in mrpc[:24]])
@@ -205,6 +202,7 @@ def _build_samples(ws: Path, real: Path) -> None:
         [[r["label"], r["title"]] for r in news[:80] if r["label"] == "4"][:6],
     )
     _write(ws / "texts.csv", ["text", "label"], [[r["title"], r["label"]] for r in news[80:120]])
+    _write(ws / "dev-texts.csv", ["label", "text"], [[r["label"], r["title"]] for r in news[120:160]])
 
 
 def _rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
@@ -406,7 +404,9 @@ def _enrolled(ws: Workspace) -> dict[str, Any]:
 def _check_enroll(ws: Workspace, out: Outcome) -> None:
     enrolled = _enrolled(ws)
     assert len(enrolled["labels"]) == 24 and set(enrolled["labels"]) == {"1", "2", "3"}
-    assert enrolled["threshold"] == 0.3
+    # One threshold per strategy, chosen on dev-texts.csv.
+    assert set(enrolled["thresholds"]) == {"centroid", "reference"}
+    assert enrolled["threshold"] == enrolled["thresholds"]["centroid"]
 
 
 def _check_enroll_more(ws: Workspace, out: Outcome) -> None:
@@ -432,7 +432,7 @@ def _check_python_evaluation(ws: Workspace, out: Outcome) -> None:
     import textsiamese
 
     assert textsiamese.load(ws.root / "runs" / "calibrated").calibration["method"] == "platt"
-    assert ws.namespace["matcher"].classify(["Stocks rallied on Friday."]).labels[0] in {"1", "2", "3", "4"}
+    assert ws.namespace["matcher"].classify(["Stocks rallied on Friday."]).labels[0] in {"business", "sport"}
 
 
 # Checks, keyed on a substring of the example (the first that matches applies). Every example that runs is
@@ -468,17 +468,7 @@ CHECKS: dict[str, Callable[[Workspace, Outcome], None]] = {
 }
 # Names a python block uses without defining them (it continues an earlier block, or leaves its data to the
 # reader): defined before it runs, keyed on a substring of the block.
-PYTHON_PRELUDE = {
-    "evaluate_classification(model, test_pairs": """
-import csv
-from textsiamese.data import read_pairs
-test_pairs = read_pairs("test.tsv")
-dev_pairs = read_pairs("dev.tsv")
-with open("refs.csv", newline="", encoding="utf-8") as handle:
-    rows = list(csv.DictReader(handle))
-labels, texts = [r["label"] for r in rows], [r["text"] for r in rows]
-""",
-}
+PYTHON_PRELUDE: dict[str, str] = {}
 
 
 def _check_for(example: Example) -> Callable[[Workspace, Outcome], None]:

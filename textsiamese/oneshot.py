@@ -4,12 +4,17 @@ Enrol one or a few example texts per class; a new text gets the class of the nea
 mean of the class's reference vectors (``strategy="centroid"``, the default), or of its nearest single
 reference (``strategy="reference"``), with its similarity. The two coincide with one reference per class;
 with more, the centroid is the better default (AG News, 8 per class: 78.9% against 69.2%). Below ``threshold`` the answer is ``unknown``: the text is
-not close enough to any class. A new class is one more ``enroll`` call; nothing is retrained.
+not close enough to any class. A new class is one more ``enroll`` call; nothing is retrained, and a
+reference already enrolled (same class, same text) is not enrolled twice.
+
+The two strategies put similarities on different scales (a centroid is closer to its class's texts than most
+single references are), so a threshold belongs to a strategy: ``thresholds`` holds one per strategy, and
+``threshold`` is the one of the current ``strategy``.
 
 References are encoded with the model's ``document`` tower and texts to classify with its ``query`` tower.
 Similarity is the model's own metric (cosine by default; for a distance metric, the negated distance).
 
-Saved sets are a directory with ``enrolled.json`` (labels, texts, strategy, threshold, metric and the model
+Saved sets are a directory with ``enrolled.json`` (labels, texts, strategy, thresholds, metric and the model
 fingerprint) and ``embeddings.npy``, written under a temporary name and renamed into place. Loading with a
 different model is refused: its vectors would not be comparable.
 
@@ -72,13 +77,31 @@ class OneShotClassifier:
             raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.model = model
         self.strategy = strategy
+        self.thresholds: dict[str, float] = {}
         self.threshold = threshold
         self.unknown_label = unknown_label
         self.batch_size = batch_size
         self.metric = model.similarity_metric
         self.labels: list[str] = []
         self.texts: list[str] = []
+        self.skipped = 0
         self.embeddings = np.zeros((0, model.dimension), dtype=np.float32)
+
+    @property
+    def threshold(self) -> float | None:
+        """The unknown threshold of the current strategy (None: never unknown)."""
+        return self.thresholds.get(self.strategy)
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        if value is None:
+            self.thresholds.pop(self.strategy, None)
+        else:
+            self.thresholds[self.strategy] = float(value)
+
+    def threshold_for(self, strategy: str | None = None) -> float | None:
+        """The stored threshold of ``strategy`` (default: the current one), None when none was set."""
+        return self.thresholds.get(strategy or self.strategy)
 
     @property
     def classes(self) -> list[str]:
@@ -91,7 +114,11 @@ class OneShotClassifier:
     def enroll(
         self, labels: Sequence[str], texts: Sequence[str], show_progress: bool = False
     ) -> OneShotClassifier:
-        """Add reference ``texts`` for ``labels`` (new classes or more examples of known ones)."""
+        """Add reference ``texts`` for ``labels`` (new classes or more examples of known ones).
+
+        A (class, text) pair already enrolled, or repeated in this call, is skipped: enrolling the same file
+        twice must not weigh its references double. ``skipped`` afterwards says how many were.
+        """
         if len(labels) != len(texts):
             raise ConfigError(f"{len(labels)} labels for {len(texts)} texts")
         if not texts:
@@ -101,11 +128,21 @@ class OneShotClassifier:
             raise ConfigError("class labels must not be empty")
         if self.unknown_label in clean:
             raise ConfigError(f"{self.unknown_label!r} is reserved for texts that match no class")
+        seen = set(zip(self.labels, self.texts, strict=True))
+        fresh: list[tuple[str, str]] = []
+        for pair in zip(clean, texts, strict=True):
+            if pair not in seen:
+                seen.add(pair)
+                fresh.append(pair)
+        self.skipped = len(clean) - len(fresh)
+        if not fresh:
+            return self
+        new_labels, new_texts = (list(column) for column in zip(*fresh, strict=True))
         vectors = self.model.encode(
-            list(texts), role="document", batch_size=self.batch_size, show_progress=show_progress
+            new_texts, role="document", batch_size=self.batch_size, show_progress=show_progress
         )
-        self.labels += clean
-        self.texts += list(texts)
+        self.labels += new_labels
+        self.texts += new_texts
         self.embeddings = np.concatenate([self.embeddings, vectors.astype(np.float32)])
         return self
 
@@ -153,14 +190,14 @@ class OneShotClassifier:
         show_progress: bool = False,
     ) -> Predictions:
         """The nearest class of each text, or ``unknown_label`` when its similarity is below the threshold
-        (``threshold`` here, else the classifier's; None means never unknown)."""
+        (``threshold`` here, else the one stored for the strategy used; None means never unknown)."""
         if not texts:
             return Predictions([], [], np.zeros(0))
         classes, matrix = self.scores(texts, strategy, show_progress)
         best = matrix.argmax(axis=1)
         similarity = matrix[np.arange(len(texts)), best]
         nearest = [classes[i] for i in best]
-        limit = self.threshold if threshold is None else threshold
+        limit = self.threshold_for(strategy) if threshold is None else threshold
         answers = [
             label if limit is None or value >= limit else self.unknown_label
             for label, value in zip(nearest, similarity, strict=True)
@@ -170,7 +207,8 @@ class OneShotClassifier:
     def choose_threshold(
         self, texts: Sequence[str], labels: Sequence[str], strategy: str | None = None
     ) -> float:
-        """Set (and return) the threshold that maximises accuracy on labelled dev ``texts``.
+        """Set (and return) the threshold of ``strategy`` (default: the current one) that maximises accuracy
+        on labelled dev ``texts``.
 
         Dev texts whose label is not an enrolled class should come out ``unknown``; with none of them the
         chosen threshold lies below every dev similarity (nothing is rejected).
@@ -197,7 +235,7 @@ class OneShotClassifier:
             threshold = float(sims[-1]) - 1e-6
         else:
             threshold = float(sims[best - 1] + sims[best]) / 2
-        self.threshold = threshold
+        self.thresholds[strategy or self.strategy] = threshold
         return threshold
 
     def save(self, path: str | Path) -> Path:
@@ -212,6 +250,7 @@ class OneShotClassifier:
             "metric": self.metric,
             "strategy": self.strategy,
             "threshold": self.threshold,
+            "thresholds": self.thresholds,
             "unknown_label": self.unknown_label,
             "dimension": int(self.embeddings.shape[1]),
             "labels": self.labels,
@@ -263,6 +302,9 @@ class OneShotClassifier:
             unknown_label=meta.get("unknown_label", "unknown"),
             batch_size=batch_size,
         )
+        stored = meta.get("thresholds")
+        if isinstance(stored, dict):  # sets saved before per-strategy thresholds have only "threshold"
+            matcher.thresholds = {str(k): float(v) for k, v in stored.items() if k in STRATEGIES}
         matcher.metric = get_distance(meta.get("metric", model.similarity_metric)).name
         matcher.labels, matcher.texts = labels, texts
         matcher.embeddings = vectors.astype(np.float32)

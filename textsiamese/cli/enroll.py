@@ -86,7 +86,7 @@ def _labelled(args: argparse.Namespace, path: str, required: bool) -> tuple[Corp
 
 
 def run_enroll(args: argparse.Namespace) -> int:
-    from textsiamese.oneshot import META_FILE, OneShotClassifier
+    from textsiamese.oneshot import META_FILE, STRATEGIES, OneShotClassifier
 
     corpus, labels = _labelled(args, args.references, required=True)
     dev = _labelled(args, args.dev, required=True) if args.dev else None
@@ -109,11 +109,13 @@ def run_enroll(args: argparse.Namespace) -> int:
     elif dev is not None:
         dev_corpus, dev_labels = dev
         assert dev_labels is not None
-        matcher.choose_threshold(dev_corpus.texts, dev_labels)
+        for strategy in STRATEGIES:  # each strategy's own, so classify --strategy finds a fitting one
+            matcher.choose_threshold(dev_corpus.texts, dev_labels, strategy=strategy)
     matcher.save(output)
     counts = {c: matcher.labels.count(c) for c in matcher.classes}
+    skipped = f" ({matcher.skipped} already enrolled, skipped)" if matcher.skipped else ""
     print(
-        f"textsiamese enroll: {len(matcher) - before} references added; {len(matcher)} in {len(counts)} "
+        f"textsiamese enroll: {len(matcher) - before} references added{skipped}; {len(matcher)} in {len(counts)} "
         f"classes ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
         f"{' (default; --strategy reference for the nearest single reference)' if not args.strategy and not before else ''}, "
         f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
@@ -128,10 +130,19 @@ def run_classify(args: argparse.Namespace) -> int:
     corpus, labels = _labelled(args, args.texts, required=False)
     model = load_model(args)
     matcher = OneShotClassifier.load(args.references, model, batch_size=args.batch_size)
+    strategy = args.strategy or matcher.strategy
+    if args.threshold is None and matcher.threshold_for(strategy) is None and matcher.thresholds:
+        chosen_for = ", ".join(f"{name} ({value:.4g})" for name, value in matcher.thresholds.items())
+        print(
+            f"textsiamese classify: {args.references} holds a threshold for {chosen_for} only; with --strategy "
+            f"{strategy} nothing comes out unknown (pass --threshold, or enroll again with --dev)",
+            file=sys.stderr,
+        )
     predictions = matcher.classify(corpus.texts, strategy=args.strategy, threshold=args.threshold)
     summary: dict[str, object] = {
         "task": "one-shot",
-        "strategy": args.strategy or matcher.strategy,
+        "strategy": strategy,
+        "threshold": args.threshold if args.threshold is not None else matcher.threshold_for(strategy),
         "classes": len(matcher.classes),
         "references": len(matcher),
         "unknown": sum(p == matcher.unknown_label for p in predictions.labels),
