@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import shutil
 import signal
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +39,20 @@ from safetensors.torch import load_model
 
 from textsiamese.data import PairData, TripletData
 from textsiamese.data.writers import replace_directory
-from textsiamese.errors import TextSiameseError
 from textsiamese.losses import SiameseLoss
 from textsiamese.model import WEIGHTS_FILE, SiameseModel
 from textsiamese.training import distributed as ddp
 from textsiamese.training.batches import TrainSet, build_train_set, check_train_labels, plan_epoch
+from textsiamese.training.compile import CompiledTower as CompiledTower
+from textsiamese.training.compile import training_towers
 from textsiamese.training.config import TrainConfig, lr_factor
+from textsiamese.training.machine import machine_description as machine_description
+from textsiamese.training.results import TrainingError, TrainResult
 
 Evaluator = Callable[[SiameseModel], dict[str, Any]]
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
-
-
-class TrainingError(TextSiameseError):
-    """Training cannot go on (a non-finite loss, a checkpoint that does not fit the run)."""
 
 
 # What went wrong first, as ``DeviceStats.first_bad[0]`` codes it.
@@ -102,27 +98,6 @@ class HostStats:
     loss_sum: float
     grad_norm: float
     stop: bool
-
-
-@dataclass
-class TrainResult:
-    """What a run did: steps taken, why it stopped, the best and last dev evaluations, wall time."""
-
-    output: str
-    steps: int
-    total_steps: int
-    stopped: str  # completed | early_stopping | interrupted
-    seconds: float  # wall time of the whole run, earlier interrupted invocations included
-    best_step: int | None = None
-    best: dict[str, Any] | None = None
-    final: dict[str, Any] | None = None
-    baseline: dict[str, Any] | None = None
-    examples_per_second: float = 0.0
-    signal: str | None = None
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Trainer:
@@ -241,11 +216,7 @@ class Trainer:
         self._signal: int | None = None
         self._stats = DeviceStats.zeros(self.device)
         self._positions: dict[int, tuple[int, int]] = {}  # step → (epoch, batch index) since the last read
-        self._towers: dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]] = dict(
-            self.model.towers.items()
-        )
-        if cfg.compile:
-            self._towers = {name: CompiledTower(tower) for name, tower in self.model.towers.items()}
+        self._towers = training_towers(self.model, cfg.compile)
         self._tensorboard: Any = None
         self._seconds_before = 0.0  # wall time of earlier (interrupted) invocations of this run
         self._started = time.perf_counter()
@@ -819,56 +790,6 @@ class Trainer:
         """Leave the process group this trainer created (if any)."""
         if self._own_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-class CompiledTower:
-    """A tower's forward compiled with ``torch.compile`` (``dynamic=True``: batch lengths vary) for training.
-
-    Compilation happens at the first call; if it fails (no C++ compiler for the CPU backend, an unsupported
-    platform or operation) a one-line warning says so and the tower runs uncompiled from then on. Only
-    compilation errors fall back; an error of the forward itself propagates.
-    """
-
-    def __init__(self, tower: torch.nn.Module) -> None:
-        self.tower = tower
-        self.compiled: Callable[..., torch.Tensor] | None = None
-        try:
-            self.compiled = torch.compile(tower, dynamic=True)
-        except RuntimeError as error:  # e.g. torch.compile unsupported on this Python
-            self._fall_back(error)
-
-    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(features)
-            except torch._dynamo.exc.TorchDynamoException as error:
-                self._fall_back(error)
-        return self.tower(features)
-
-    def _fall_back(self, error: BaseException) -> None:
-        self.compiled = None
-        reason = (str(error).strip().splitlines() or [""])[0][:200]
-        warnings.warn(
-            f"train.compile: torch.compile is unavailable here ({type(error).__name__}: {reason}); "
-            "training runs uncompiled",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
-def machine_description() -> str:
-    """A short description of the machine a run used (for results files and the recipes table)."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPU cores (torch threads {torch.get_num_threads()})"
 
 
 def _jsonable(value: Any) -> Any:
