@@ -23,9 +23,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -48,11 +46,13 @@ from textsiamese.training.compile import training_towers
 from textsiamese.training.config import TrainConfig, lr_factor
 from textsiamese.training.machine import machine_description as machine_description
 from textsiamese.training.results import TrainingError, TrainResult
+from textsiamese.training.run_log import METRICS_FILE as METRICS_FILE
+from textsiamese.training.run_log import RunLog, Throughput, progress_bar
+from textsiamese.training.signals import StopSignals
 
 Evaluator = Callable[[SiameseModel], dict[str, Any]]
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
-METRICS_FILE = "metrics.jsonl"
 
 
 # What went wrong first, as ``DeviceStats.first_bad[0]`` codes it.
@@ -213,11 +213,12 @@ class Trainer:
         self.bad_evaluations = 0
         self.evaluations: list[dict[str, Any]] = []
         self.baseline: dict[str, Any] | None = None
-        self._signal: int | None = None
+        self.signals = StopSignals(announce=self.is_main)
+        self.run_log = RunLog(self.output, self.is_main)
+        self._throughput = Throughput()
         self._stats = DeviceStats.zeros(self.device)
         self._positions: dict[int, tuple[int, int]] = {}  # step → (epoch, batch index) since the last read
         self._towers = training_towers(self.model, cfg.compile)
-        self._tensorboard: Any = None
         self._seconds_before = 0.0  # wall time of earlier (interrupted) invocations of this run
         self._started = time.perf_counter()
 
@@ -358,9 +359,25 @@ class Trainer:
         try:
             return self._run()
         finally:  # also when the run raises (a non-finite step, an evaluator error, a second Ctrl-C)
-            self._close_tensorboard()
+            self.run_log.close()
 
     def _run(self) -> TrainResult:
+        self._start()
+        progress = progress_bar(self.total_steps, self.step, self.config.progress and self.is_main)
+        self._throughput = Throughput()
+        self._stats = DeviceStats.zeros(self.device)
+        self._positions = {}
+        self.model.train()
+        self.loss_fn.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.signals.installed(), self._labels_checked():
+            stopped = self._loop(progress)
+        progress.close()
+        return self._finish(stopped)
+
+    def _start(self) -> None:
+        """Before the first step: the output directory, the position (resumed or seeded), the run log and,
+        when asked, the zero-shot baseline."""
         cfg = self.config
         self._started = time.perf_counter()
         if self.is_main:
@@ -370,79 +387,77 @@ class Trainer:
             self._load_checkpoint()
         else:
             torch.manual_seed(cfg.seed + self.rank)
-        self._open_tensorboard()
+        self.run_log.open_tensorboard(purge_step=self.step if self.resume else None)
         if cfg.eval_at_start and self.evaluator is not None and self.step == 0 and self.baseline is None:
-            self.baseline = self._evaluate(record=False)
-            self._log({"step": 0, "baseline": self.baseline})
-            self._tensorboard_dev(self.baseline)
-        progress = self._progress()
-        stopped = "completed"
-        examples = 0
-        window_steps = 0
-        window_start = time.perf_counter()
-        window_examples = 0
-        self._stats = DeviceStats.zeros(self.device)
-        self._positions = {}
-        self.model.train()
-        self.loss_fn.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._signals(), self._labels_checked():
-            while self.step < self.total_steps:
-                step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-                for _ in range(cfg.grad_accumulation):
-                    indices = self._next_batch()
-                    step_loss += self._backward(indices).double() / cfg.grad_accumulation
-                    n = len(indices) * self.world_size
-                    examples += n
-                    window_examples += n
-                self._optimizer_step(step_loss)
-                self.step += 1
-                self._positions[self.step] = (self.epoch, self.batch_index)
-                window_steps += 1
-                progress.update(1)
-                logging = self.step % cfg.log_every == 0 or self.step == self.total_steps
-                evaluating = bool(
-                    self.evaluator is not None and cfg.eval_every and self.step % cfg.eval_every == 0
-                )
-                every = cfg.checkpoint_every or cfg.eval_every
-                checkpointing = bool(every and self.step % every == 0) or evaluating
-                # Data-parallel processes act on a stop request only at the check points they share; one
-                # process alone still reads the stats before its stop checkpoint.
-                alone_stopping = self.world_size == 1 and self._signal is not None
-                if not (logging or checkpointing or alone_stopping):
-                    continue
-                stats = self._read_stats()
-                if logging:
-                    elapsed = max(1e-9, time.perf_counter() - window_start)
-                    record = {
-                        "step": self.step,
-                        "epoch": round(self.epoch + self.batch_index / self.batches_per_epoch, 4),
-                        "loss": stats.loss_sum / window_steps,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": stats.grad_norm,
-                        "examples_per_s": window_examples / elapsed,
-                    }
-                    self._log(record)
-                    progress.set_postfix(
-                        loss=f"{record['loss']:.4f}",
-                        lr=f"{record['lr']:.2e}",
-                        pairs_s=f"{record['examples_per_s']:.1f}",
-                    )
-                    self._stats.loss_sum.zero_()
-                    window_steps, window_examples, window_start = 0, 0, time.perf_counter()
-                paused = time.perf_counter()
-                if evaluating and self._evaluate_and_track():
-                    stopped = "early_stopping"
-                if checkpointing:
-                    self.save_checkpoint()
-                window_start += time.perf_counter() - paused  # examples_per_s counts training time only
-                if stopped != "completed":
-                    break
-                if stats.stop if self.world_size > 1 else self._signal is not None:
-                    stopped = "interrupted"
-                    self.save_checkpoint()
-                    break
-        progress.close()
+            self.baseline = self._evaluate()
+            self.run_log.write({"step": 0, "baseline": self.baseline})
+            self.run_log.write_dev(self.baseline, self.step)
+
+    def _loop(self, progress: Any) -> str:
+        """The training loop; returns why it ended (completed | early_stopping | interrupted)."""
+        accumulation = self.config.grad_accumulation
+        while self.step < self.total_steps:
+            step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+            for _ in range(accumulation):
+                indices = self._next_batch()
+                step_loss += self._backward(indices).double() / accumulation
+                self._throughput.count(len(indices) * self.world_size)
+            self._optimizer_step(step_loss)
+            self.step += 1
+            self._positions[self.step] = (self.epoch, self.batch_index)
+            self._throughput.window_steps += 1
+            progress.update(1)
+            stopped = self._check_point(progress)
+            if stopped is not None:
+                return stopped
+        return "completed"
+
+    def _check_point(self, progress: Any) -> str | None:
+        """After a step: at a log, evaluation or checkpoint step (or a stop request) read the device stats
+        once and do what is due. Returns why the run stops, or None to go on."""
+        cfg = self.config
+        logging = self.step % cfg.log_every == 0 or self.step == self.total_steps
+        evaluating = bool(self.evaluator is not None and cfg.eval_every and self.step % cfg.eval_every == 0)
+        every = cfg.checkpoint_every or cfg.eval_every
+        checkpointing = bool(every and self.step % every == 0) or evaluating
+        # Data-parallel processes act on a stop request only at the check points they share; one process
+        # alone still reads the stats before its stop checkpoint.
+        alone_stopping = self.world_size == 1 and self.signals.requested
+        if not (logging or checkpointing or alone_stopping):
+            return None
+        stats = self._read_stats()
+        if logging:
+            self._log_train(stats, progress)
+        stopped = None
+        with self._throughput.paused():  # examples_per_s counts training time only
+            if evaluating and self._evaluate_and_track():
+                stopped = "early_stopping"
+            if checkpointing:
+                self.save_checkpoint()
+        if stopped is not None:
+            return stopped
+        if stats.stop if self.world_size > 1 else self.signals.requested:
+            self.save_checkpoint()
+            return "interrupted"
+        return None
+
+    def _log_train(self, stats: HostStats, progress: Any) -> None:
+        """The train line of a log point: the mean step loss since the last one, the rate, the norm."""
+        window = self._throughput
+        self.run_log.write_train(
+            step=self.step,
+            epoch=round(self.epoch + self.batch_index / self.batches_per_epoch, 4),
+            loss=stats.loss_sum / window.window_steps,
+            lr=float(self.scheduler.get_last_lr()[0]),
+            grad_norm=stats.grad_norm,
+            rate=window.window_rate(),
+            progress=progress,
+        )
+        self._stats.loss_sum.zero_()
+        window.restart_window()
+
+    def _finish(self, stopped: str) -> TrainResult:
+        """After the loop: unless interrupted, the final evaluation, checkpoint and model; then the result."""
         final = None
         if stopped != "interrupted":
             if self.evaluator is not None:
@@ -467,18 +482,15 @@ class Trainer:
             best=best,
             final=final,
             baseline=self.baseline,
-            examples_per_second=round(examples / max(time.perf_counter() - self._started, 1e-9), 2),
-            signal=signal.Signals(self._signal).name if self._signal else None,
+            examples_per_second=round(
+                self._throughput.examples / max(time.perf_counter() - self._started, 1e-9), 2
+            ),
+            signal=self.signals.name,
             evaluations=list(self.evaluations),
         )
-        if self.is_main:
-            self._log(
-                {
-                    "step": self.step,
-                    "result": {k: v for k, v in result.to_dict().items() if k != "evaluations"},
-                }
-            )
-        self._close_tensorboard()
+        summary = {k: v for k, v in result.to_dict().items() if k != "evaluations"}
+        self.run_log.write({"step": self.step, "result": summary})
+        self.run_log.close()
         ddp.barrier(self.world_size)
         return result
 
@@ -523,7 +535,7 @@ class Trainer:
         any_loss_bad = loss_bad
         if self.world_size > 1:
             # The flags travel in the gradients' all-reduce: no extra collective, and no host read.
-            stop = torch.full((), float(self._signal is not None), device=self.device)
+            stop = torch.full((), float(self.signals.requested), device=self.device)
             flags = torch.stack([loss_bad.float(), stop])
             ddp.average_gradients(self.params, self.world_size, flags)
             any_loss_bad = flags[0] > 0
@@ -584,12 +596,12 @@ class Trainer:
             f"{what}; nothing of this step or any later one was applied and {kept}"
         )
         if self.is_main:
-            self._log({"step": step, "error": message})
+            self.run_log.write({"step": step, "error": message})
         raise TrainingError(message)
 
     # ------------------------------------------------------------------ evaluation
 
-    def _evaluate(self, record: bool = True) -> dict[str, Any]:
+    def _evaluate(self) -> dict[str, Any]:
         """Run the evaluator on the main process and share its result with the others."""
         metrics: dict[str, Any] = {}
         if self.is_main and self.evaluator is not None:
@@ -606,8 +618,8 @@ class Trainer:
         cfg = self.config
         metrics = self._evaluate()
         self.evaluations.append({"step": self.step, "metrics": metrics})
-        self._log({"step": self.step, "eval": metrics})
-        self._tensorboard_dev(metrics)
+        self.run_log.write({"step": self.step, "eval": metrics})
+        self.run_log.write_dev(metrics, self.step)
         metric = cfg.metric
         if metric is None:
             return False
@@ -702,80 +714,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging, progress, signals
 
-    def _log(self, record: dict[str, Any]) -> None:
-        if not self.is_main:
-            return
-        record = {"time": round(time.time(), 3), **record}
-        with open(self.output / METRICS_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_jsonable) + "\n")
-        if self._tensorboard is not None and "loss" in record:
-            for key in ("loss", "lr", "examples_per_s"):
-                self._tensorboard.add_scalar(f"train/{key}", record[key], record["step"])
-
-    def _tensorboard_dev(self, metrics: dict[str, Any]) -> None:
-        """Dev figures (the baseline at step 0, then each evaluation) as TensorBoard scalars."""
-        if self._tensorboard is None:
-            return
-        for key, value in metrics.items():
-            if isinstance(value, float):
-                self._tensorboard.add_scalar(f"dev/{key}", value, self.step)
-
-    def _open_tensorboard(self) -> None:
-        if not self.is_main:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return
-        # On resume, events logged after the checkpoint by the interrupted run are dropped (purge_step), so a
-        # step is never shown twice.
-        self._tensorboard = SummaryWriter(
-            str(self.output / "tensorboard"), purge_step=self.step if self.resume else None
-        )
-
-    def _close_tensorboard(self) -> None:
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-            self._tensorboard = None
-
-    def _progress(self) -> Any:
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc="train",
-            unit="step",
-            disable=not (self.config.progress and self.is_main),
-            dynamic_ncols=True,
-        )
-
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT / SIGTERM ask the loop to save a checkpoint and stop after the current step; a second
-        SIGINT stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signal = signum
-            if self.is_main:
-                print(
-                    f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
-                    "(again to stop at once)",
-                    flush=True,
-                )
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
     @contextmanager
     def _labels_checked(self) -> Iterator[None]:
         """The loss skips its per-call label check while training: ``__init__`` checked every label."""
@@ -786,13 +724,12 @@ class Trainer:
         finally:
             self.loss_fn.validate_labels = before
 
+    @property
+    def _tensorboard(self) -> Any:
+        """The TensorBoard writer while the run is open (None after it, or without tensorboard)."""
+        return self.run_log.tensorboard
+
     def close(self) -> None:
         """Leave the process group this trainer created (if any)."""
         if self._own_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return str(value)
