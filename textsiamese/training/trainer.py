@@ -22,25 +22,30 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast, overload
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model
 
 from textsiamese.data import PairData, TripletData
-from textsiamese.data.writers import replace_directory
 from textsiamese.losses import SiameseLoss
-from textsiamese.model import WEIGHTS_FILE, SiameseModel
+from textsiamese.model import SiameseModel
 from textsiamese.training import distributed as ddp
 from textsiamese.training.batches import TrainSet, build_train_set, check_train_labels, plan_epoch
+from textsiamese.training.checkpoint import CHECKPOINT_DIR as CHECKPOINT_DIR
+from textsiamese.training.checkpoint import STATE_FILE as STATE_FILE
+from textsiamese.training.checkpoint import (
+    read_checkpoint,
+    restore_rng,
+    restore_training,
+    rng_state,
+    write_checkpoint,
+)
 from textsiamese.training.compile import CompiledTower as CompiledTower
 from textsiamese.training.compile import training_towers
 from textsiamese.training.config import TrainConfig, lr_factor
@@ -49,11 +54,10 @@ from textsiamese.training.results import TrainingError, TrainResult
 from textsiamese.training.run_log import METRICS_FILE as METRICS_FILE
 from textsiamese.training.run_log import RunLog, Throughput, progress_bar
 from textsiamese.training.signals import StopSignals
+from textsiamese.training.tracking import DevTracker, evaluate
+from textsiamese.training.tracking import Evaluator as Evaluator
 
-Evaluator = Callable[[SiameseModel], dict[str, Any]]
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.pt"
-
+T = TypeVar("T")
 
 # What went wrong first, as ``DeviceStats.first_bad[0]`` codes it.
 NONFINITE_LOSS, NONFINITE_NORM, NONFINITE_ELSEWHERE = 0.0, 1.0, 2.0
@@ -100,6 +104,30 @@ class HostStats:
     stop: bool
 
 
+class _Kept(Generic[T]):
+    """A ``Trainer`` attribute kept by one of its parts (``_Kept("tracker")``: ``trainer.best_step`` is
+    ``trainer.tracker.best_step``), so the attributes users read on the trainer stay where they were."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, trainer: None, owner: type | None = None) -> _Kept[T]: ...
+    @overload
+    def __get__(self, trainer: object, owner: type | None = None) -> T: ...
+    def __get__(self, trainer: object | None, owner: type | None = None) -> T | _Kept[T]:
+        if trainer is None:
+            return self
+        return cast(T, getattr(getattr(trainer, self.part), self.name))
+
+    def __set__(self, trainer: object, value: T) -> None:
+        setattr(getattr(trainer, self.part), self.name, value)
+
+
 class Trainer:
     """Fine-tune ``model`` with ``loss`` on ``data``; outputs go to ``output_dir``.
 
@@ -114,6 +142,13 @@ class Trainer:
     (``model/`` + ``state.pt``), ``metrics.jsonl`` (one JSON object per log line and per evaluation) and, when
     ``tensorboard`` is installed, TensorBoard event files under ``tensorboard/``.
     """
+
+    # The dev tracker's figures, read and set as the trainer's own.
+    best_metric = _Kept[float | None]("tracker")
+    best_step = _Kept[int | None]("tracker")
+    bad_evaluations = _Kept[int]("tracker")
+    evaluations = _Kept[list[dict[str, Any]]]("tracker")
+    baseline = _Kept[dict[str, Any] | None]("tracker")
 
     def __init__(
         self,
@@ -208,11 +243,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_index = 0
-        self.best_metric: float | None = None
-        self.best_step: int | None = None
-        self.bad_evaluations = 0
-        self.evaluations: list[dict[str, Any]] = []
-        self.baseline: dict[str, Any] | None = None
+        self.tracker = DevTracker(cfg.metric, cfg.greater_is_better, cfg.patience)
         self.signals = StopSignals(announce=self.is_main)
         self.run_log = RunLog(self.output, self.is_main)
         self._throughput = Throughput()
@@ -461,17 +492,14 @@ class Trainer:
         final = None
         if stopped != "interrupted":
             if self.evaluator is not None:
-                last = self.evaluations[-1] if self.evaluations else None
-                if last is not None and last["step"] == self.step:
-                    final = last["metrics"]
-                else:
+                final = self.tracker.last_at(self.step)
+                if final is None:
                     self._evaluate_and_track()
-                    final = self.evaluations[-1]["metrics"]
+                    final = self.tracker.evaluations[-1]["metrics"]
             self.save_checkpoint()
             if self.is_main:
                 self.model.save(self.output / "final")
         seconds = self._seconds_before + time.perf_counter() - self._started
-        best = next((e["metrics"] for e in self.evaluations if e["step"] == self.best_step), None)
         result = TrainResult(
             output=str(self.output),
             steps=self.step,
@@ -479,7 +507,7 @@ class Trainer:
             stopped=stopped,
             seconds=round(seconds, 2),
             best_step=self.best_step,
-            best=best,
+            best=self.tracker.metrics_at(self.best_step),
             final=final,
             baseline=self.baseline,
             examples_per_second=round(
@@ -599,120 +627,62 @@ class Trainer:
             self.run_log.write({"step": step, "error": message})
         raise TrainingError(message)
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ evaluation and checkpoints
 
     def _evaluate(self) -> dict[str, Any]:
         """Run the evaluator on the main process and share its result with the others."""
-        metrics: dict[str, Any] = {}
-        if self.is_main and self.evaluator is not None:
-            metrics = dict(self.evaluator(self.model))
-        if self.world_size > 1:
-            holder = [metrics]
-            torch.distributed.broadcast_object_list(holder, src=0)
-            metrics = holder[0]
-        self.model.train()
-        return metrics
+        return evaluate(self.evaluator, self.model, self.is_main, self.world_size)
 
     def _evaluate_and_track(self) -> bool:
         """Evaluate, keep the best model, and say whether early stopping should end the run."""
-        cfg = self.config
         metrics = self._evaluate()
-        self.evaluations.append({"step": self.step, "metrics": metrics})
+        self.tracker.add(self.step, metrics)
         self.run_log.write({"step": self.step, "eval": metrics})
         self.run_log.write_dev(metrics, self.step)
-        metric = cfg.metric
-        if metric is None:
+        better = self.tracker.judge(self.step, metrics)
+        if better is None:
             return False
-        if metric not in metrics:
-            raise TrainingError(f"dev metric {metric!r} is not among the evaluator's {sorted(metrics)}")
-        value = float(metrics[metric])
-        better = self.best_metric is None or (
-            value > self.best_metric if cfg.greater_is_better else value < self.best_metric
-        )
-        if better:
-            self.best_metric, self.best_step, self.bad_evaluations = value, self.step, 0
-            if self.is_main:
-                self.model.save(self.output / "best")
-        else:
-            self.bad_evaluations += 1
+        if better and self.is_main:
+            self.model.save(self.output / "best")
         ddp.barrier(self.world_size)
-        return cfg.patience is not None and self.bad_evaluations >= cfg.patience
-
-    # ------------------------------------------------------------------ checkpoints
+        return self.tracker.patience_spent
 
     def save_checkpoint(self) -> Path:
         """Write ``output/checkpoint`` (model + optimizer, scheduler, RNG, position), atomically."""
         target = self.output / CHECKPOINT_DIR
         if self.is_main:
-            staging = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=self.output))
-            try:
-                self.model.save(staging / "model")
-                state = {
-                    "step": self.step,
-                    "epoch": self.epoch,
-                    "batch_index": self.batch_index,
-                    "total_steps": self.total_steps,
-                    "world_size": self.world_size,
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "loss": self.loss_fn.state_dict(),
-                    "rng_cpu": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                    "best_metric": self.best_metric,
-                    "best_step": self.best_step,
-                    "bad_evaluations": self.bad_evaluations,
-                    "evaluations": json.dumps(self.evaluations),
-                    "baseline": json.dumps(self.baseline),
-                    "config": json.dumps(self.config.to_dict()),
-                    "seconds": self._seconds_before + time.perf_counter() - self._started,
-                }
-                torch.save(state, staging / STATE_FILE)
-                replace_directory(staging, target)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
+            write_checkpoint(target, self.model, self._checkpoint_state())
         ddp.barrier(self.world_size)
         return target
 
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """What ``state.pt`` holds: position, optimizer, scheduler, loss, RNG, dev tracker, options, time."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "total_steps": self.total_steps,
+            "world_size": self.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            **rng_state(self.device),
+            **self.tracker.state_dict(),
+            "config": json.dumps(self.config.to_dict()),
+            "seconds": self._seconds_before + time.perf_counter() - self._started,
+        }
+
     def _load_checkpoint(self) -> None:
-        source = self.output / CHECKPOINT_DIR
-        if not (source / STATE_FILE).is_file():
-            raise TrainingError(f"--resume: no checkpoint in {source}")
-        state = torch.load(source / STATE_FILE, map_location="cpu", weights_only=True)
-        if state["world_size"] != self.world_size and self.is_main:
-            print(
-                f"note: checkpoint written by {state['world_size']} processes, resuming with "
-                f"{self.world_size}; batches differ from an uninterrupted run",
-                flush=True,
-            )
-        if state["total_steps"] != self.total_steps:
-            raise TrainingError(
-                f"--resume: the checkpoint's run has {state['total_steps']} steps, this one {self.total_steps}; "
-                "resume with the same recipe and options"
-            )
-        load_model(
-            self.model.towers, str(source / "model" / WEIGHTS_FILE), strict=True, device=str(self.device)
-        )
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:
-            # A checkpoint from before the sync-free loop stored fused=False; only the fused kernel skips a
-            # step on found_inf, so this run's setting wins over the stored one.
-            group["fused"], group["foreach"] = True, None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.loss_fn.load_state_dict(state["loss"])
+        source, state = read_checkpoint(self.output, self.world_size, self.total_steps, self.is_main)
+        restore_training(source, state, self.model, self.optimizer, self.scheduler, self.loss_fn, self.device)
         self.step, self.epoch, self.batch_index = state["step"], state["epoch"], state["batch_index"]
-        self.best_metric, self.best_step = state["best_metric"], state["best_step"]
-        self.bad_evaluations = state["bad_evaluations"]
-        self.evaluations = json.loads(state["evaluations"])
-        self.baseline = json.loads(state["baseline"])
+        self.tracker.load_state_dict(state)
         self._seconds_before = float(state.get("seconds", 0.0))
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        restore_rng(state, self.device)
         if self.is_main:
             print(f"resumed from {source} at step {self.step} of {self.total_steps}", flush=True)
 
-    # ------------------------------------------------------------------ logging, progress, signals
+    # ------------------------------------------------------------------ the loss's label check
 
     @contextmanager
     def _labels_checked(self) -> Iterator[None]:
