@@ -27,6 +27,17 @@ def env_world() -> tuple[int, int, int]:
     )
 
 
+def choose_device(requested: str | None = None) -> torch.device:
+    """This process's device: ``requested`` (``train.device``) when given; else its GPU (under a launcher the
+    one ``LOCAL_RANK`` names, so each process gets its own; otherwise the current one); else the CPU."""
+    _, world_size, local_rank = env_world()
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def init_from_env(device: torch.device) -> bool:
     """Join the process group the environment describes; True when this call created it."""
     if dist.is_available() and dist.is_initialized():

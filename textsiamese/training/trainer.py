@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, overload
@@ -36,7 +36,10 @@ from textsiamese.data import PairData, TripletData
 from textsiamese.losses import SiameseLoss
 from textsiamese.model import SiameseModel
 from textsiamese.training import distributed as ddp
-from textsiamese.training.batches import TrainSet, build_train_set, check_train_labels, plan_epoch
+from textsiamese.training.batches import BatchPlan, TrainSet, labels_checked, prepare_train_set
+from textsiamese.training.batches import build_train_set as build_train_set
+from textsiamese.training.batches import check_train_labels as check_train_labels
+from textsiamese.training.batches import plan_epoch as plan_epoch
 from textsiamese.training.checkpoint import CHECKPOINT_DIR as CHECKPOINT_DIR
 from textsiamese.training.checkpoint import STATE_FILE as STATE_FILE
 from textsiamese.training.checkpoint import (
@@ -48,7 +51,7 @@ from textsiamese.training.checkpoint import (
 )
 from textsiamese.training.compile import CompiledTower as CompiledTower
 from textsiamese.training.compile import training_towers
-from textsiamese.training.config import TrainConfig, lr_factor
+from textsiamese.training.config import TrainConfig, lr_factor, run_steps
 from textsiamese.training.machine import machine_description as machine_description
 from textsiamese.training.results import TrainingError, TrainResult
 from textsiamese.training.run_log import METRICS_FILE as METRICS_FILE
@@ -149,6 +152,11 @@ class Trainer:
     bad_evaluations = _Kept[int]("tracker")
     evaluations = _Kept[list[dict[str, Any]]]("tracker")
     baseline = _Kept[dict[str, Any] | None]("tracker")
+    # The data position (next batch: ``batch_index`` of ``epoch``'s plan) and the plan's sizes.
+    epoch = _Kept[int]("batches")
+    batch_index = _Kept[int]("batches")
+    global_batch = _Kept[int]("batches")
+    batches_per_epoch = _Kept[int]("batches")
 
     def __init__(
         self,
@@ -170,54 +178,16 @@ class Trainer:
         if self.config.cache_batch_size is not None and self.family != "ranking":
             raise TrainingError("train.cache_batch_size (gradient cache) works with ranking losses only")
 
-        _, world_size, local_rank = ddp.env_world()
-        if cfg.device:
-            self.device = torch.device(cfg.device)
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
-        else:
-            self.device = torch.device("cpu")
+        self.device = ddp.choose_device(cfg.device)
         self._own_group = ddp.init_from_env(self.device)
         self.rank, self.world_size = ddp.world()
         self.is_main = self.rank == 0
 
         self.model = model.to(self.device)
         self.loss_fn.to(self.device)
-        if isinstance(data, TrainSet):
-            self.data = data
-        else:
-            self.data = build_train_set(
-                model, data, self.family, getattr(loss, "name", ""), hard_negatives=cfg.hard_negatives
-            )
-        if self.data.family != self.family:
-            raise TrainingError(
-                f"training data was prepared for a {self.data.family} loss, not {self.family}"
-            )
-        # Every training label is checked here, once: train() turns the loss's per-batch check off, which
-        # would read the labels on the host at every step.
-        check_train_labels(self.data, loss)
-        if self.data.truncated and self.is_main:
-            print(
-                f"note: {self.data.truncated} training texts were longer than the tower's maximum and were "
-                "truncated",
-                flush=True,
-            )
-        self._lengths = self.data.lengths()
-        self._keys = [self.data.keys(i) for i in range(len(self.data))] if self.family == "ranking" else None
-        self.global_batch = cfg.batch_size * self.world_size
-        batches_per_epoch = len(self._plan(0))
-        if batches_per_epoch == 0:
-            raise TrainingError(
-                f"{len(self.data)} examples make no full batch of {self.global_batch} across "
-                f"{self.world_size} processes"
-            )
-        self.batches_per_epoch = batches_per_epoch
-        self.total_steps = cfg.max_steps or max(
-            1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accumulation)
-        )
-        self.warmup = (
-            cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * self.total_steps)
-        )
+        self.data = prepare_train_set(model, data, loss, cfg.hard_negatives, announce=self.is_main)
+        self.batches = BatchPlan(self.data, cfg.batch_size, cfg.seed, self.rank, self.world_size)
+        self.total_steps, self.warmup = run_steps(cfg, self.batches_per_epoch)
         self.params = [p for p in [*self.model.parameters(), *self.loss_fn.parameters()] if p.requires_grad]
         decay = [p for p in self.params if p.dim() >= 2]
         no_decay = [p for p in self.params if p.dim() < 2]
@@ -241,8 +211,6 @@ class Trainer:
         )
         # Position: optimizer steps done, and the next batch to read (epoch, index in that epoch's plan).
         self.step = 0
-        self.epoch = 0
-        self.batch_index = 0
         self.tracker = DevTracker(cfg.metric, cfg.greater_is_better, cfg.patience)
         self.signals = StopSignals(announce=self.is_main)
         self.run_log = RunLog(self.output, self.is_main)
@@ -254,23 +222,6 @@ class Trainer:
         self._started = time.perf_counter()
 
     # ------------------------------------------------------------------ batches and encoding
-
-    def _plan(self, epoch: int) -> list[list[int]]:
-        return plan_epoch(
-            self._lengths,
-            self.global_batch,
-            self.config.seed,
-            epoch,
-            keys=self._keys,
-            drop_last=self.world_size > 1,
-        )
-
-    def _local(self, batch: list[int]) -> list[int]:
-        """This process's slice of a global batch."""
-        if self.world_size == 1:
-            return batch
-        size = self.config.batch_size
-        return batch[self.rank * size : (self.rank + 1) * size]
 
     def embed(self, parts: Sequence[tuple[str, Sequence[Sequence[int]]]]) -> list[torch.Tensor]:
         """Embeddings of each (role, token ids) part, in order. Parts read by the same tower go through it
@@ -401,7 +352,7 @@ class Trainer:
         self.model.train()
         self.loss_fn.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self.signals.installed(), self._labels_checked():
+        with self.signals.installed(), labels_checked(self.loss_fn):
             stopped = self._loop(progress)
         progress.close()
         return self._finish(stopped)
@@ -430,7 +381,7 @@ class Trainer:
         while self.step < self.total_steps:
             step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
             for _ in range(accumulation):
-                indices = self._next_batch()
+                indices = self.batches.next_batch()
                 step_loss += self._backward(indices).double() / accumulation
                 self._throughput.count(len(indices) * self.world_size)
             self._optimizer_step(step_loss)
@@ -521,24 +472,6 @@ class Trainer:
         self.run_log.close()
         ddp.barrier(self.world_size)
         return result
-
-    def _next_batch(self) -> list[int]:
-        """The next local batch; epochs roll over (the plan of each epoch is recomputed from the seed)."""
-        plan = self._current_plan()
-        if self.batch_index >= len(plan):
-            self.epoch += 1
-            self.batch_index = 0
-            plan = self._current_plan()
-        batch = plan[self.batch_index]
-        self.batch_index += 1
-        return self._local(batch)
-
-    _plan_cache: tuple[int, list[list[int]]] | None = None
-
-    def _current_plan(self) -> list[list[int]]:
-        if self._plan_cache is None or self._plan_cache[0] != self.epoch:
-            self._plan_cache = (self.epoch, self._plan(self.epoch))
-        return self._plan_cache[1]
 
     def _backward(self, indices: Sequence[int]) -> torch.Tensor:
         """Forward and backward of one batch (scaled for gradient accumulation); the detached loss, on the
@@ -681,18 +614,6 @@ class Trainer:
         restore_rng(state, self.device)
         if self.is_main:
             print(f"resumed from {source} at step {self.step} of {self.total_steps}", flush=True)
-
-    # ------------------------------------------------------------------ the loss's label check
-
-    @contextmanager
-    def _labels_checked(self) -> Iterator[None]:
-        """The loss skips its per-call label check while training: ``__init__`` checked every label."""
-        before = self.loss_fn.validate_labels
-        self.loss_fn.validate_labels = False
-        try:
-            yield
-        finally:
-            self.loss_fn.validate_labels = before
 
     @property
     def _tensorboard(self) -> Any:
