@@ -102,6 +102,22 @@ def gather(tensor: torch.Tensor, world_size: int, with_grad: bool) -> list[torch
     return parts
 
 
+def gather_ranking(
+    queries: torch.Tensor, documents: torch.Tensor, world_size: int, with_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All processes' queries and documents of a ranking batch, laid out as one global batch: queries in
+    rank order; documents as the global positives, then each block of hard negatives in global query order
+    (the layout the in-batch-negatives losses expect)."""
+    if world_size == 1:
+        return queries, documents
+    n = queries.shape[0]
+    all_queries = torch.cat(gather(queries, world_size, with_grad))
+    doc_parts = gather(documents, world_size, with_grad)
+    blocks = documents.shape[0] // n
+    ordered = [part[k * n : (k + 1) * n] for k in range(blocks) for part in doc_parts]
+    return all_queries, torch.cat(ordered)
+
+
 def barrier(world_size: int) -> None:
     if world_size > 1:
         dist.barrier()

@@ -1,18 +1,18 @@
 """The training loop: a plain torch loop over tokenized, length-bucketed batches.
 
-One optimizer step is: for each of ``grad_accumulation`` batches, encode (one forward pass for all texts a
-shared tower reads), compute the loss from the embeddings, backward; then average gradients across
-processes (data parallel), clip, step AdamW and the warmup + decay schedule. Every ``eval_every`` steps and at
-the end the dev evaluator runs; the best model by the dev metric is kept and early stopping can end the run.
-Checkpoints hold everything needed to continue exactly: model, optimizer, scheduler, RNG states, step and the
-data position (epoch, batch), written atomically.
+``Trainer`` wires the run together and holds its position; each concern has a module of its own beside it:
 
-No step reads a tensor on the host (on a GPU that would make the host wait for the device and leave the GPU
-idle between steps). The loss, the gradient norm and a non-finite flag stay on the device in ``DeviceStats``;
-a step whose loss or gradient norm is not finite sets the flag, which stays set, and fused AdamW skips every
-step taken while it is set (its ``found_inf`` input, the one ``GradScaler`` uses). The host reads the stats in
-one transfer only at check points (a log line, an evaluation, a checkpoint, a stop, the end) and raises
-``TrainingError`` there, naming the first bad step, before anything is evaluated or written.
+* ``step.py``: one step (forward, loss and backward per batch; gradient averaging, clipping, fused AdamW and
+  the schedule), kept sync-free: loss, gradient norm and a sticky non-finite flag stay on the device in
+  ``DeviceStats`` and fused AdamW skips every step taken while the flag is set;
+* ``batches.py``: the training set and the seeded batch plan (``BatchPlan``: epoch, batch index);
+* ``tracking.py``: dev evaluations, the best model by ``config.metric`` and early stopping;
+* ``checkpoint.py``: save and resume exactly (model, optimizer, scheduler, RNG, data position), atomically;
+* ``run_log.py``: ``metrics.jsonl``, TensorBoard, the progress bar; ``signals.py``: SIGINT / SIGTERM.
+
+The host reads the device stats in one transfer only at check points (a log line, an evaluation, a
+checkpoint, a stop, the end) and raises ``TrainingError`` there, naming the first bad step, before anything
+is evaluated or written.
 
 >>> trainer = Trainer(model, get_loss("cosent"), pairs, TrainConfig(epochs=1), "runs/x")  # doctest: +SKIP
 >>> result = trainer.train()                                                            # doctest: +SKIP
@@ -21,16 +21,13 @@ one transfer only at check points (a log line, an evaluation, a checkpoint, a st
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, overload
 
 import torch
-import torch.nn.functional as F
 
 from textsiamese.data import PairData, TripletData
 from textsiamese.losses import SiameseLoss
@@ -50,61 +47,21 @@ from textsiamese.training.checkpoint import (
     write_checkpoint,
 )
 from textsiamese.training.compile import CompiledTower as CompiledTower
-from textsiamese.training.compile import training_towers
-from textsiamese.training.config import TrainConfig, lr_factor, run_steps
+from textsiamese.training.config import TrainConfig, run_steps
 from textsiamese.training.machine import machine_description as machine_description
 from textsiamese.training.results import TrainingError, TrainResult
 from textsiamese.training.run_log import METRICS_FILE as METRICS_FILE
 from textsiamese.training.run_log import RunLog, Throughput, progress_bar
 from textsiamese.training.signals import StopSignals
+from textsiamese.training.step import NONFINITE_ELSEWHERE as NONFINITE_ELSEWHERE
+from textsiamese.training.step import NONFINITE_LOSS as NONFINITE_LOSS
+from textsiamese.training.step import NONFINITE_NORM as NONFINITE_NORM
+from textsiamese.training.step import DeviceStats as DeviceStats
+from textsiamese.training.step import HostStats, Parts, TrainStep, nonfinite_message
 from textsiamese.training.tracking import DevTracker, evaluate
 from textsiamese.training.tracking import Evaluator as Evaluator
 
 T = TypeVar("T")
-
-# What went wrong first, as ``DeviceStats.first_bad[0]`` codes it.
-NONFINITE_LOSS, NONFINITE_NORM, NONFINITE_ELSEWHERE = 0.0, 1.0, 2.0
-
-
-@dataclass
-class DeviceStats:
-    """What the loop keeps on the device between two host reads (``Trainer._read_stats``), so that a step
-    needs no host sync."""
-
-    found_inf: torch.Tensor  # 1.0 from the first non-finite step on (sticky); AdamW skips its steps while set
-    bad_steps: torch.Tensor  # steps taken with the flag set: the first bad step is step − bad_steps + 1
-    first_bad: torch.Tensor  # float64 (what, value) of the first bad step; what is a NONFINITE_* code
-    loss_sum: torch.Tensor  # float64 sum of the step losses since the last log line
-    grad_norm: torch.Tensor  # the last step's gradient norm, before clipping
-    stop: torch.Tensor  # 1.0 once any process was asked to stop (data parallel: reduced with the gradients)
-
-    @classmethod
-    def zeros(cls, device: torch.device) -> DeviceStats:
-        def zero(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.zeros(shape, dtype=dtype, device=device)
-
-        return cls(zero(), zero(), zero(2, dtype=torch.float64), zero(dtype=torch.float64), zero(), zero())
-
-    def read(self) -> HostStats:
-        """All of it on the host, in one device-to-host transfer."""
-        parts = [self.found_inf, self.bad_steps, self.first_bad, self.loss_sum, self.grad_norm, self.stop]
-        found_inf, bad_steps, what, value, loss_sum, grad_norm, stop = torch.cat(
-            [t.reshape(-1).double() for t in parts]
-        ).tolist()
-        return HostStats(found_inf > 0, int(bad_steps), what, value, loss_sum, grad_norm, stop > 0)
-
-
-@dataclass
-class HostStats:
-    """``DeviceStats`` as read on the host at a check point."""
-
-    nonfinite: bool
-    bad_steps: int
-    what: float
-    value: float
-    loss_sum: float
-    grad_norm: float
-    stop: bool
 
 
 class _Kept(Generic[T]):
@@ -157,6 +114,11 @@ class Trainer:
     batch_index = _Kept[int]("batches")
     global_batch = _Kept[int]("batches")
     batches_per_epoch = _Kept[int]("batches")
+    # What the step trains with.
+    params = _Kept[list[torch.nn.Parameter]]("_train_step")
+    optimizer = _Kept[torch.optim.AdamW]("_train_step")
+    scheduler = _Kept[torch.optim.lr_scheduler.LambdaLR]("_train_step")
+    autocast = _Kept[AbstractContextManager[Any]]("_train_step")
 
     def __init__(
         self,
@@ -188,26 +150,15 @@ class Trainer:
         self.data = prepare_train_set(model, data, loss, cfg.hard_negatives, announce=self.is_main)
         self.batches = BatchPlan(self.data, cfg.batch_size, cfg.seed, self.rank, self.world_size)
         self.total_steps, self.warmup = run_steps(cfg, self.batches_per_epoch)
-        self.params = [p for p in [*self.model.parameters(), *self.loss_fn.parameters()] if p.requires_grad]
-        decay = [p for p in self.params if p.dim() >= 2]
-        no_decay = [p for p in self.params if p.dim() < 2]
-        # Fused on every device (CPU included): the same update code on CPU and CUDA, and only the fused
-        # kernel takes ``found_inf``, which skips a non-finite step without a host sync.
-        self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=cfg.lr,
-            fused=True,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.warmup, self.total_steps, cfg.schedule)
-        )
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda" and cfg.bf16
-            else nullcontext()
+        self._train_step = TrainStep(
+            self.model,
+            loss,
+            self.data,
+            cfg,
+            self.device,
+            (self.total_steps, self.warmup),
+            self.rank,
+            self.world_size,
         )
         # Position: optimizer steps done, and the next batch to read (epoch, index in that epoch's plan).
         self.step = 0
@@ -215,124 +166,47 @@ class Trainer:
         self.signals = StopSignals(announce=self.is_main)
         self.run_log = RunLog(self.output, self.is_main)
         self._throughput = Throughput()
-        self._stats = DeviceStats.zeros(self.device)
         self._positions: dict[int, tuple[int, int]] = {}  # step → (epoch, batch index) since the last read
-        self._towers = training_towers(self.model, cfg.compile)
         self._seconds_before = 0.0  # wall time of earlier (interrupted) invocations of this run
         self._started = time.perf_counter()
 
-    # ------------------------------------------------------------------ batches and encoding
+    # ------------------------------------------------------------------ the step (step.py)
 
-    def embed(self, parts: Sequence[tuple[str, Sequence[Sequence[int]]]]) -> list[torch.Tensor]:
+    def embed(self, parts: Parts) -> list[torch.Tensor]:
         """Embeddings of each (role, token ids) part, in order. Parts read by the same tower go through it
         in one forward pass (both sides of a shared-tower batch are one batch)."""
-        by_tower: dict[str, list[int]] = {}
-        for position, (role, _) in enumerate(parts):
-            by_tower.setdefault(self.model.roles[role], []).append(position)
-        out: list[torch.Tensor | None] = [None] * len(parts)
-        for name, positions in by_tower.items():
-            ids = [row for p in positions for row in parts[p][1]]
-            features = self.model.towers[name].collate(ids)  # type: ignore[operator]
-            features = {k: v.to(self.device, non_blocking=True) for k, v in features.items()}
-            with self.autocast:
-                vectors = self._towers[name](features)
-            vectors = vectors.float()
-            if self.model.normalize:
-                vectors = F.normalize(vectors, dim=-1)
-            start = 0
-            for p in positions:
-                n = len(parts[p][1])
-                out[p] = vectors[start : start + n]
-                start += n
-        return [v for v in out if v is not None]
-
-    def _column_ids(self, indices: Sequence[int]) -> list[tuple[str, list[list[int]]]]:
-        return [(c.role, [c.ids[i] for i in indices]) for c in self.data.columns]
+        return self._train_step.embed(parts)
 
     def batch_loss(self, indices: Sequence[int]) -> torch.Tensor:
         """The loss of one (local) batch, with the graph for backward. Ranking losses see the in-batch
         negatives of all processes."""
-        parts = self._column_ids(indices)
-        family = self.family
-        if family == "ranking":
-            query, documents = self.embed([parts[0], (parts[1][0], [r for p in parts[1:] for r in p[1]])])
-            queries, docs = self._gather_ranking(query, documents, with_grad=True)
-            return self.loss_fn(queries, docs)
-        vectors = self.embed(parts)
-        if family == "pair":
-            assert self.data.labels is not None
-            labels = self.data.labels[list(indices)].to(self.device, non_blocking=True)
-            return self.loss_fn(vectors[0], vectors[1], labels)
-        if family == "triplet":
-            return self.loss_fn(*vectors)
-        assert self.data.labels is not None  # labelled: both texts of pair i are class i
-        labels = self.data.labels[list(indices)].to(self.device, non_blocking=True)
-        return self.loss_fn(torch.cat(vectors), torch.cat([labels, labels]))
+        return self._train_step.batch_loss(indices)
 
     def _gather_ranking(
         self, queries: torch.Tensor, documents: torch.Tensor, with_grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All processes' queries and documents, laid out as one global batch: queries in rank order;
-        documents as the global positives, then each block of hard negatives in global query order."""
-        if self.world_size == 1:
-            return queries, documents
-        n = queries.shape[0]
-        all_queries = torch.cat(ddp.gather(queries, self.world_size, with_grad))
-        doc_parts = ddp.gather(documents, self.world_size, with_grad)
-        blocks = documents.shape[0] // n
-        ordered = [part[k * n : (k + 1) * n] for k in range(blocks) for part in doc_parts]
-        return all_queries, torch.cat(ordered)
+        return ddp.gather_ranking(queries, documents, self.world_size, with_grad)
 
-    def _cached_ranking_backward(self, indices: Sequence[int], scale: float) -> torch.Tensor:
-        """Gradient cache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
-        Limited Setup"): embed the whole batch without a graph in chunks of ``cache_batch_size`` texts, take
-        the loss and its gradient with respect to the embeddings, then re-run each chunk with a graph (same
-        dropout, by replaying the RNG) and back-propagate that chunk's embedding gradient. Memory is one
-        chunk's activations; gradients equal the uncached ones. Returns the detached loss."""
-        chunk = int(self.config.cache_batch_size or 1)
-        parts = self._column_ids(indices)
-        query_ids = parts[0][1]
-        doc_ids = [row for p in parts[1:] for row in p[1]]
-        jobs = [("query", query_ids[i : i + chunk]) for i in range(0, len(query_ids), chunk)]
-        jobs += [("document", doc_ids[i : i + chunk]) for i in range(0, len(doc_ids), chunk)]
-        states = []
-        outputs = []
-        with torch.no_grad():
-            for role, ids in jobs:
-                states.append(self._rng_state())
-                outputs.append(self.embed([(role, ids)])[0])
-        after = self._rng_state()
-        n_query_jobs = math.ceil(len(query_ids) / chunk)
-        queries = torch.cat(outputs[:n_query_jobs])
-        documents = torch.cat(outputs[n_query_jobs:])
-        all_q, all_d = self._gather_ranking(queries, documents, with_grad=False)
-        all_q = all_q.detach().requires_grad_(True)
-        all_d = all_d.detach().requires_grad_(True)
-        loss = self.loss_fn(all_q, all_d)
-        (loss * scale).backward()
-        assert all_q.grad is not None and all_d.grad is not None
-        n, w, r = queries.shape[0], self.world_size, self.rank
-        # The loss is the global one on every process and gradients are averaged over processes, so each
-        # process back-propagates w times its own slice (as a differentiable all_gather would).
-        grad_q = all_q.grad[r * n : (r + 1) * n] * w
-        blocks = documents.shape[0] // n
-        grad_d = torch.cat([all_d.grad[(k * w + r) * n : (k * w + r + 1) * n] for k in range(blocks)]) * w
-        grads = list(grad_q.split(chunk)) + list(grad_d.split(chunk))
-        for (role, ids), state, grad in zip(jobs, states, grads, strict=True):
-            self._set_rng_state(state)
-            vectors = self.embed([(role, ids)])[0]
-            vectors.backward(grad)
-        self._set_rng_state(after)
-        return loss.detach()
+    def _backward(self, indices: Sequence[int]) -> torch.Tensor:
+        """Forward, loss and backward of one batch; the detached loss, on the device."""
+        return self._train_step.backward(indices)
 
-    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        return torch.get_rng_state(), cuda
+    def _optimizer_step(self, step_loss: torch.Tensor) -> torch.Tensor:
+        """Average, clip and apply the step's gradients (skipped on the device if not finite); the norm."""
+        return self._train_step.optimizer_step(step_loss, self.signals.requested)
 
-    def _set_rng_state(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
-        torch.set_rng_state(state[0])
-        if state[1] is not None:
-            torch.cuda.set_rng_state(state[1], self.device)
+    def _read_stats(self) -> HostStats:
+        """Read the device stats on the host (the loop's only sync); ``TrainingError`` if a step since the
+        last read was not finite."""
+        stats = self._train_step.stats.read()
+        if stats.nonfinite:
+            step = self.step - stats.bad_steps + 1
+            position = self._positions.get(step, (self.epoch, self.batch_index))
+            message = nonfinite_message(stats, step, position, self.output / CHECKPOINT_DIR)
+            self.run_log.write({"step": step, "error": message})
+            raise TrainingError(message)
+        self._positions.clear()
+        return stats
 
     # ------------------------------------------------------------------ the loop
 
@@ -347,7 +221,7 @@ class Trainer:
         self._start()
         progress = progress_bar(self.total_steps, self.step, self.config.progress and self.is_main)
         self._throughput = Throughput()
-        self._stats = DeviceStats.zeros(self.device)
+        self._train_step.stats = DeviceStats.zeros(self.device)
         self._positions = {}
         self.model.train()
         self.loss_fn.train()
@@ -435,7 +309,7 @@ class Trainer:
             rate=window.window_rate(),
             progress=progress,
         )
-        self._stats.loss_sum.zero_()
+        self._train_step.stats.loss_sum.zero_()
         window.restart_window()
 
     def _finish(self, stopped: str) -> TrainResult:
@@ -472,93 +346,6 @@ class Trainer:
         self.run_log.close()
         ddp.barrier(self.world_size)
         return result
-
-    def _backward(self, indices: Sequence[int]) -> torch.Tensor:
-        """Forward and backward of one batch (scaled for gradient accumulation); the detached loss, on the
-        device. A non-finite loss is back-propagated too: the step is skipped later, without a host read."""
-        scale = 1.0 / self.config.grad_accumulation
-        if self.config.cache_batch_size is not None:
-            return self._cached_ranking_backward(indices, scale)
-        loss = self.batch_loss(indices)
-        (loss * scale).backward()
-        return loss.detach()
-
-    def _optimizer_step(self, step_loss: torch.Tensor) -> torch.Tensor:
-        """Average, clip and apply the gradients of one step, all on the device; returns the gradient norm.
-
-        A step whose loss (here or, data parallel, on any process) or gradient norm is not finite sets the
-        sticky ``found_inf`` flag; fused AdamW then leaves weights, moments and step counts as they are, for
-        this step and every later one. The schedule is host-side and still advances, which changes nothing:
-        the next check point raises before anything is evaluated or saved.
-        """
-        stats = self._stats
-        loss_bad = ~torch.isfinite(step_loss)
-        any_loss_bad = loss_bad
-        if self.world_size > 1:
-            # The flags travel in the gradients' all-reduce: no extra collective, and no host read.
-            stop = torch.full((), float(self.signals.requested), device=self.device)
-            flags = torch.stack([loss_bad.float(), stop])
-            ddp.average_gradients(self.params, self.world_size, flags)
-            any_loss_bad = flags[0] > 0
-            torch.maximum(stats.stop, (flags[1] > 0).float(), out=stats.stop)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads).to(self.device)
-        if self.config.max_grad_norm:
-            torch.nn.utils.clip_grads_with_norm_(self.params, self.config.max_grad_norm, norm)
-        norm_bad = ~torch.isfinite(norm)
-        bad = any_loss_bad | norm_bad
-        what = torch.where(
-            loss_bad,
-            NONFINITE_LOSS,
-            torch.where(any_loss_bad, NONFINITE_ELSEWHERE, NONFINITE_NORM),
-        ).double()
-        value = torch.where(loss_bad, step_loss, norm.double())
-        first = bad & (stats.found_inf == 0)
-        stats.first_bad.copy_(torch.where(first, torch.stack([what, value]), stats.first_bad))
-        torch.maximum(stats.found_inf, bad.float(), out=stats.found_inf)
-        stats.bad_steps += stats.found_inf
-        stats.loss_sum += step_loss
-        stats.grad_norm.copy_(norm)
-        self.optimizer.found_inf = stats.found_inf  # type: ignore[attr-defined]
-        try:
-            self.optimizer.step()
-        finally:
-            del self.optimizer.found_inf  # type: ignore[attr-defined]
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm
-
-    def _read_stats(self) -> HostStats:
-        """Read the device stats on the host (the loop's only sync); ``TrainingError`` if a step since the
-        last read was not finite."""
-        stats = self._stats.read()
-        if stats.nonfinite:
-            first = self.step - stats.bad_steps + 1
-            if stats.what == NONFINITE_LOSS:
-                what = f"loss is {stats.value}"
-            elif stats.what == NONFINITE_NORM:
-                what = f"gradient norm is {stats.value}"
-            else:
-                what = "loss is not finite on another process"
-            self._fail_nonfinite(what, first)
-        self._positions.clear()
-        return stats
-
-    def _fail_nonfinite(self, what: str, step: int) -> None:
-        epoch, batch = self._positions.get(step, (self.epoch, self.batch_index))
-        checkpoint = self.output / CHECKPOINT_DIR
-        kept = (
-            f"the last good checkpoint is {checkpoint} (resume with --resume, e.g. with a lower learning rate)"
-            if (checkpoint / STATE_FILE).is_file()
-            else "no checkpoint was written before it"
-        )
-        message = (
-            f"training stopped at step {step} (epoch {epoch}, batch {batch}): "
-            f"{what}; nothing of this step or any later one was applied and {kept}"
-        )
-        if self.is_main:
-            self.run_log.write({"step": step, "error": message})
-        raise TrainingError(message)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 
