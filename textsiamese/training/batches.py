@@ -95,42 +95,9 @@ def build_train_set(
         raise ConfigError(f"unknown loss family {family!r}")
     labels: torch.Tensor | None = None
     if isinstance(data, TripletData):
-        if family == "triplet":
-            texts = [("anchor", "query", data.anchor), ("positive", "document", data.positive)]
-            texts.append(("negative", "document", data.negative))
-        elif family == "ranking":
-            texts = [("query", "query", data.anchor), ("positive", "document", data.positive)]
-            if hard_negatives:
-                texts.append(("negative", "document", data.negative))
-                for k in range(len(data.more_negatives[0]) if data.more_negatives else 0):
-                    column = [row[k] for row in data.more_negatives]
-                    texts.append((f"negative_{k + 2}", "document", column))
-        else:
-            raise ConfigError(f"a {family!r} loss cannot train on triplets; use a triplet or ranking loss")
+        texts = _triplet_texts(data, family, hard_negatives)
     else:
-        keep = list(range(len(data)))
-        if family == "pair":
-            if loss_name in SCORE_LOSSES and data.scores is not None:
-                labels = torch.tensor(data.scores, dtype=torch.float32)
-            elif data.labels is not None:
-                labels = torch.tensor(data.labels, dtype=torch.float32)
-            else:
-                raise InputError(
-                    data.source, f"loss {loss_name!r} needs 0/1 labels; this data has similarity scores only"
-                )
-        elif family in ("ranking", "labelled"):
-            if data.labels is not None:
-                keep = [i for i, y in enumerate(data.labels) if y == 1]
-            if not keep:
-                raise InputError(data.source, f"a {family} loss needs positive pairs; none are labelled 1")
-            if family == "labelled":
-                labels = torch.arange(len(keep), dtype=torch.float32)
-        else:
-            raise ConfigError(f"a {family!r} loss needs triplets (anchor, positive, negative), not pairs")
-        first = [data.sentence1[i] for i in keep]
-        second = [data.sentence2[i] for i in keep]
-        names = ("query", "positive") if family == "ranking" else ("sentence1", "sentence2")
-        texts = [(names[0], "query", first), (names[1], "document", second)]
+        texts, labels = _pair_texts(data, family, loss_name)
     columns: list[Column] = []
     truncated = 0
     for name, role, values in texts:
@@ -140,6 +107,55 @@ def build_train_set(
     if not columns[0].ids:
         raise InputError(data.source, "no training examples")
     return TrainSet(family, columns, labels, truncated, data.source)
+
+
+def _triplet_texts(data: TripletData, family: str, hard_negatives: bool) -> list[tuple[str, str, list[str]]]:
+    """(column name, role, texts) of each column a ``family`` loss reads from triplets."""
+    if family == "triplet":
+        return [
+            ("anchor", "query", data.anchor),
+            ("positive", "document", data.positive),
+            ("negative", "document", data.negative),
+        ]
+    if family != "ranking":
+        raise ConfigError(f"a {family!r} loss cannot train on triplets; use a triplet or ranking loss")
+    texts = [("query", "query", data.anchor), ("positive", "document", data.positive)]
+    if hard_negatives:
+        texts.append(("negative", "document", data.negative))
+        for k in range(len(data.more_negatives[0]) if data.more_negatives else 0):
+            column = [row[k] for row in data.more_negatives]
+            texts.append((f"negative_{k + 2}", "document", column))
+    return texts
+
+
+def _pair_texts(
+    data: PairData, family: str, loss_name: str
+) -> tuple[list[tuple[str, str, list[str]]], torch.Tensor | None]:
+    """(column name, role, texts) of each column a ``family`` loss reads from pairs, and the labels."""
+    labels: torch.Tensor | None = None
+    keep = list(range(len(data)))
+    if family == "pair":
+        if loss_name in SCORE_LOSSES and data.scores is not None:
+            labels = torch.tensor(data.scores, dtype=torch.float32)
+        elif data.labels is not None:
+            labels = torch.tensor(data.labels, dtype=torch.float32)
+        else:
+            raise InputError(
+                data.source, f"loss {loss_name!r} needs 0/1 labels; this data has similarity scores only"
+            )
+    elif family in ("ranking", "labelled"):
+        if data.labels is not None:
+            keep = [i for i, y in enumerate(data.labels) if y == 1]
+        if not keep:
+            raise InputError(data.source, f"a {family} loss needs positive pairs; none are labelled 1")
+        if family == "labelled":
+            labels = torch.arange(len(keep), dtype=torch.float32)
+    else:
+        raise ConfigError(f"a {family!r} loss needs triplets (anchor, positive, negative), not pairs")
+    first = [data.sentence1[i] for i in keep]
+    second = [data.sentence2[i] for i in keep]
+    names = ("query", "positive") if family == "ranking" else ("sentence1", "sentence2")
+    return [(names[0], "query", first), (names[1], "document", second)], labels
 
 
 def check_train_labels(data: TrainSet, loss: SiameseLoss) -> None:
