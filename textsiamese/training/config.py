@@ -1,4 +1,5 @@
-"""``TrainConfig``: the options of one training run (the ``train:`` section of a recipe)."""
+"""``TrainConfig``: the options of one training run (the ``train:`` section of a recipe), and what they make
+of a run's length (``run_steps``) and of its learning rate at each step (``lr_factor``)."""
 
 from __future__ import annotations
 

@@ -182,6 +182,8 @@ class DeviceStats:
 
     @classmethod
     def zeros(cls, device: torch.device) -> DeviceStats:
+        """Fresh stats on ``device`` (at the start of a run: nothing summed, no step bad)."""
+
         def zero(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
 

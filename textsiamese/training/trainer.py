@@ -185,6 +185,7 @@ class Trainer:
     def _gather_ranking(
         self, queries: torch.Tensor, documents: torch.Tensor, with_grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All processes' queries and documents as one global ranking batch (``ddp.gather_ranking``)."""
         return ddp.gather_ranking(queries, documents, self.world_size, with_grad)
 
     def _backward(self, indices: Sequence[int]) -> torch.Tensor:
@@ -218,6 +219,7 @@ class Trainer:
             self.run_log.close()
 
     def _run(self) -> TrainResult:
+        """Start (or resume), loop with the signal handlers and the one-time label check in force, finish."""
         self._start()
         progress = progress_bar(self.total_steps, self.step, self.config.progress and self.is_main)
         self._throughput = Throughput()
@@ -393,6 +395,7 @@ class Trainer:
         }
 
     def _load_checkpoint(self) -> None:
+        """Continue from ``output/checkpoint``: weights, optimizer, schedule, position, tracker, RNG."""
         source, state = read_checkpoint(self.output, self.world_size, self.total_steps, self.is_main)
         restore_training(source, state, self.model, self.optimizer, self.scheduler, self.loss_fn, self.device)
         self.step, self.epoch, self.batch_index = state["step"], state["epoch"], state["batch_index"]
