@@ -1,7 +1,9 @@
-"""``TrainConfig``: the options of one training run (the ``train:`` section of a recipe)."""
+"""``TrainConfig``: the options of one training run (the ``train:`` section of a recipe), and what they make
+of a run's length (``run_steps``) and of its learning rate at each step (``lr_factor``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -91,7 +93,16 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     if schedule == "cosine":
-        import math
-
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return max(0.0, 1.0 - progress)
+
+
+def run_steps(config: TrainConfig, batches_per_epoch: int) -> tuple[int, int]:
+    """(optimizer steps, warmup steps) of a run whose epochs hold ``batches_per_epoch`` batches: ``max_steps``,
+    else the batches of ``epochs`` epochs over ``grad_accumulation`` (at least one step); ``warmup_steps``,
+    else ``warmup_ratio`` of the steps."""
+    total = config.max_steps or max(
+        1, math.ceil(config.epochs * batches_per_epoch / config.grad_accumulation)
+    )
+    warmup = config.warmup_steps if config.warmup_steps is not None else int(config.warmup_ratio * total)
+    return total, warmup

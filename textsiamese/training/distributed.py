@@ -27,6 +27,17 @@ def env_world() -> tuple[int, int, int]:
     )
 
 
+def choose_device(requested: str | None = None) -> torch.device:
+    """This process's device: ``requested`` (``train.device``) when given; else its GPU (under a launcher the
+    one ``LOCAL_RANK`` names, so each process gets its own; otherwise the current one); else the CPU."""
+    _, world_size, local_rank = env_world()
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def init_from_env(device: torch.device) -> bool:
     """Join the process group the environment describes; True when this call created it."""
     if dist.is_available() and dist.is_initialized():
@@ -89,6 +100,22 @@ def gather(tensor: torch.Tensor, world_size: int, with_grad: bool) -> list[torch
     parts = [torch.empty_like(tensor) for _ in range(world_size)]
     dist.all_gather(parts, tensor.contiguous())
     return parts
+
+
+def gather_ranking(
+    queries: torch.Tensor, documents: torch.Tensor, world_size: int, with_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All processes' queries and documents of a ranking batch, laid out as one global batch: queries in
+    rank order; documents as the global positives, then each block of hard negatives in global query order
+    (the layout the in-batch-negatives losses expect)."""
+    if world_size == 1:
+        return queries, documents
+    n = queries.shape[0]
+    all_queries = torch.cat(gather(queries, world_size, with_grad))
+    doc_parts = gather(documents, world_size, with_grad)
+    blocks = documents.shape[0] // n
+    ordered = [part[k * n : (k + 1) * n] for k in range(blocks) for part in doc_parts]
+    return all_queries, torch.cat(ordered)
 
 
 def barrier(world_size: int) -> None:

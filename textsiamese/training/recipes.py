@@ -35,29 +35,37 @@ Relative paths are looked up from the current directory, then from the recipe's 
 folder above ``recipes/``). Stages other than the last write to ``OUTPUT/stage-<i>-<name>/``; the last
 (or only) stage writes to ``OUTPUT`` itself: ``final/``, ``best/``, ``checkpoint/``, ``metrics.jsonl``,
 ``results.json``, ``recipe.yaml`` (the recipe as run).
+
+This module reads a recipe (``load_recipe``: the file, ``--set`` overrides, stages, validation);
+``recipe_run.py`` runs one (``run_recipe``: each stage's model, data, loss, options and evaluator).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from textsiamese.data import PairData, TripletData, atomic_open, read_pairs, read_triplets
 from textsiamese.errors import ConfigError
-from textsiamese.losses import get_loss
-from textsiamese.model import SiameseModel
 from textsiamese.training.config import TrainConfig
-from textsiamese.training.evaluators import DEFAULT_METRIC, make_evaluator
-from textsiamese.training.trainer import Trainer, TrainResult, machine_description
+
+# Running a recipe lives in recipe_run.py; its entry points, and the training names this module imported
+# before that split, stay importable from here.
+from textsiamese.training.evaluators import DEFAULT_METRIC as DEFAULT_METRIC
+from textsiamese.training.evaluators import make_evaluator as make_evaluator
+from textsiamese.training.machine import machine_description as machine_description
+from textsiamese.training.recipe_run import build_model as build_model
+from textsiamese.training.recipe_run import read_stage_data as read_stage_data
+from textsiamese.training.recipe_run import resolve_path as resolve_path
+from textsiamese.training.recipe_run import run_recipe as run_recipe
+from textsiamese.training.recipe_run import split_pairs as split_pairs
+from textsiamese.training.recipe_run import train_options
+from textsiamese.training.results import TrainResult as TrainResult
+from textsiamese.training.trainer import Trainer as Trainer
 
 SECTIONS = ("name", "description", "seed", "output", "model", "data", "loss", "eval", "train", "stages")
 MODEL_KEYS = ("base", "towers", "normalize", "tower")
@@ -220,232 +228,4 @@ def _validate(stage: dict[str, Any], path: Path) -> None:
             raise ConfigError(f"{path}: unknown {section} key(s) {sorted(extra)}; known: {', '.join(keys)}")
     if not (stage.get("loss") or {}).get("name"):
         raise ConfigError(f"{path}: the recipe names no loss (loss: {{name: ...}})")
-    TrainConfig.from_dict(_train_options(stage))
-
-
-def _train_options(stage: dict[str, Any]) -> dict[str, Any]:
-    options = dict(stage.get("train") or {})
-    options.setdefault("seed", stage.get("seed", 42))
-    task = (stage.get("eval") or {}).get("task")
-    if task and "metric" not in options:
-        options["metric"] = DEFAULT_METRIC.get(task)
-    return options
-
-
-def resolve_path(value: str, recipe_path: Path | None, what: str) -> Path:
-    """A data or model path from a recipe: as given, or relative to the recipe's repository root."""
-    path = Path(value).expanduser()
-    if path.is_absolute() or path.exists():
-        if not path.exists():
-            raise ConfigError(f"{what}: {path} does not exist")
-        return path
-    tried = [path.resolve()]
-    if recipe_path is not None:
-        for root in (recipe_path.resolve().parent.parent, recipe_path.resolve().parent):
-            candidate = root / path
-            if candidate.exists():
-                return candidate
-            tried.append(candidate)
-    raise ConfigError(f"{what}: {value} not found (tried {', '.join(str(t) for t in tried)})")
-
-
-# ---------------------------------------------------------------------- building the pieces
-
-
-def build_model(spec: dict[str, Any], recipe_path: Path | None, texts: Sequence[str] = ()) -> SiameseModel:
-    """The starting model: a loaded base, or a tower built from ``spec['tower']``."""
-    from textsiamese.loading import load
-    from textsiamese.towers import LSTMTower, TransformerTower, WordTokenizer
-
-    base = spec.get("base")
-    if base:
-        model = load(None if base == "default" else resolve_path(str(base), recipe_path, "model.base"), "cpu")
-    else:
-        tower_spec = dict(spec.get("tower") or {})
-        kind = tower_spec.pop("kind", None)
-        if kind == "lstm":
-            glove = tower_spec.pop("glove", False)
-            max_words = tower_spec.pop("max_words", 100_000)
-            if glove:
-                tower: Any = LSTMTower.from_glove(max_words=max_words, **tower_spec)
-            else:
-                if not texts:
-                    raise ConfigError(
-                        "an LSTM tower without GloVe builds its vocabulary from the training texts"
-                    )
-                tower = LSTMTower(WordTokenizer.build(list(texts), max_size=max_words), **tower_spec)
-        elif kind == "transformer":
-            path = tower_spec.pop("path", None)
-            if not path:
-                raise ConfigError("model.tower.path: a Hugging Face model directory is needed")
-            tower = TransformerTower.from_pretrained(
-                resolve_path(path, recipe_path, "model.tower.path"), **tower_spec
-            )
-        else:
-            raise ConfigError(
-                "model: give base (a model directory or 'default') or tower: {kind: lstm|transformer}"
-            )
-        model = SiameseModel(tower, normalize=bool(spec.get("normalize") or False))
-    towers = spec.get("towers", "shared")
-    if towers not in ("shared", "pseudo"):
-        raise ConfigError(f"model.towers must be shared or pseudo, not {towers!r}")
-    if towers == "pseudo" and model.is_shared:
-        model = SiameseModel.untied(
-            model.tower("query"), normalize=model.normalize, similarity=model.similarity_metric
-        )
-    elif towers == "shared" and not model.is_shared:
-        raise ConfigError("model.towers is shared but the base model has one tower per role")
-    if spec.get("normalize") is not None:
-        model.normalize = bool(spec["normalize"])
-    return model
-
-
-def read_stage_data(
-    data: dict[str, Any], recipe_path: Path | None, seed: int
-) -> tuple[PairData | TripletData, PairData | None]:
-    """Training data and dev pairs of a stage (the dev part split off the training file when asked)."""
-    if not data.get("train"):
-        raise ConfigError("data.train: no training file given (--set data.train=PATH)")
-    train_path = resolve_path(str(data["train"]), recipe_path, "data.train")
-    fmt = data.get("format") or "auto"
-    train: PairData | TripletData
-    if data.get("shape", "pairs") == "triplets":
-        train = read_triplets(train_path, fmt, columns=data.get("columns"))
-    elif data.get("shape", "pairs") == "pairs":
-        train = read_pairs(train_path, fmt, columns=data.get("columns"))
-    else:
-        raise ConfigError(f"data.shape must be pairs or triplets, not {data.get('shape')!r}")
-    dev: PairData | None = None
-    if data.get("dev_split"):
-        if not isinstance(train, PairData):
-            raise ConfigError("data.dev_split works on pair data; give data.dev for triplets")
-        train, dev = split_pairs(train, data["dev_split"], seed, data.get("split_by"))
-    elif data.get("dev"):
-        dev_path = resolve_path(str(data["dev"]), recipe_path, "data.dev")
-        dev = read_pairs(dev_path, data.get("dev_format") or fmt, columns=data.get("columns"))
-    if data.get("limit"):
-        train = _head(train, int(data["limit"]))
-    if dev is not None and data.get("dev_limit"):
-        dev = dev.subset(range(min(len(dev), int(data["dev_limit"]))))
-    return train, dev
-
-
-def split_pairs(
-    pairs: PairData, size: float | int, seed: int, split_by: str | None = None
-) -> tuple[PairData, PairData]:
-    """Hold out a seeded random dev part (a fraction < 1, or a count); with ``split_by='sentence1'`` whole
-    groups of rows sharing sentence1 go to one side, so no question is in both."""
-    keys = pairs.sentence1 if split_by == "sentence1" else list(range(len(pairs)))
-    if split_by not in (None, "sentence1"):
-        raise ConfigError("data.split_by must be sentence1 or null")
-    groups: dict[Any, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    order = list(groups)
-    random.Random(seed).shuffle(order)
-    want = round(size * len(pairs)) if size < 1 else int(size)
-    dev_rows: list[int] = []
-    for key in order:
-        if len(dev_rows) >= want:
-            break
-        dev_rows.extend(groups[key])
-    held = set(dev_rows)
-    train_rows = [i for i in range(len(pairs)) if i not in held]
-    if not dev_rows or not train_rows:
-        raise ConfigError(f"data.dev_split {size} leaves an empty train or dev part")
-    return pairs.subset(train_rows), pairs.subset(sorted(dev_rows))
-
-
-def _head(data: PairData | TripletData, n: int) -> PairData | TripletData:
-    if isinstance(data, PairData):
-        return data.subset(range(min(n, len(data))))
-    return TripletData(
-        data.anchor[:n],
-        data.positive[:n],
-        data.negative[:n],
-        [row for row in data.more_negatives[:n]],
-        source=data.source,
-    )
-
-
-def _texts(data: PairData | TripletData) -> list[str]:
-    if isinstance(data, PairData):
-        return [*data.sentence1, *data.sentence2]
-    return [*data.anchor, *data.positive, *data.negative]
-
-
-# ---------------------------------------------------------------------- running
-
-
-def run_recipe(recipe: Recipe, output: str | Path | None = None, resume: bool = False) -> list[TrainResult]:
-    """Run every stage of ``recipe``; returns one ``TrainResult`` per stage (skipped stages excluded)."""
-    stages = recipe.stages()
-    root = Path(output or recipe.settings.get("output") or Path("runs") / recipe.name)
-    model: SiameseModel | None = None
-    results: list[TrainResult] = []
-    for i, stage in enumerate(stages):
-        last = i == len(stages) - 1
-        stage_name = str(stage.get("name") or recipe.name)
-        out = root if last else root / f"stage-{i + 1}-{stage_name}"
-        seed = int(stage.get("seed", 42))
-        torch.manual_seed(seed)
-        train_data, dev = read_stage_data(stage["data"], recipe.path, seed)
-        if resume and (out / "results.json").is_file() and (out / "final").is_dir() and not last:
-            from textsiamese.loading import load
-
-            model = load(out / "final", "cpu")
-            print(f"stage {i + 1} ({stage_name}) already done: {out / 'final'}", flush=True)
-            continue
-        if model is None:
-            model = build_model(stage["model"], recipe.path, _texts(train_data))
-        loss_spec = dict(stage["loss"])
-        loss_name = loss_spec.pop("name")
-        if "score_range" in loss_spec:
-            loss_spec["score_range"] = tuple(loss_spec["score_range"])
-        loss = get_loss(loss_name, **loss_spec)
-        config = TrainConfig.from_dict(_train_options(stage))
-        evaluator = None
-        task = (stage.get("eval") or {}).get("task")
-        if task:
-            if dev is None:
-                raise ConfigError(f"eval.task {task!r} needs dev data (data.dev or data.dev_split)")
-            batch = stage["eval"].get("batch_size")
-            evaluator = make_evaluator(task, dev, int(batch) if batch else None)
-        if resume and last and not (out / "checkpoint").is_dir():
-            print(
-                f"note: --resume: no checkpoint in {out}; starting this stage from the beginning", flush=True
-            )
-        trainer = Trainer(
-            model,
-            loss,
-            train_data,
-            config,
-            out,
-            evaluator=evaluator,
-            resume=resume and (out / "checkpoint").is_dir(),
-        )
-        if trainer.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            with atomic_open(out / "recipe.yaml") as handle:
-                yaml.safe_dump({**stage, "stage": i + 1, "stages": len(stages)}, handle, sort_keys=False)
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        try:
-            result = trainer.train()
-        finally:
-            trainer.close()
-        results.append(result)
-        if trainer.is_main:
-            summary = {
-                "recipe": recipe.name,
-                "stage": stage_name,
-                "started": started,
-                "machine": machine_description(),
-                "train_examples": len(trainer.data),
-                "dev_examples": None if dev is None else len(dev),
-                **{k: v for k, v in result.to_dict().items() if k != "evaluations"},
-            }
-            with atomic_open(out / "results.json") as handle:
-                handle.write(json.dumps(summary, indent=2, default=str) + "\n")
-        if result.stopped == "interrupted":
-            break
-    return results
+    TrainConfig.from_dict(train_options(stage))
