@@ -1,7 +1,9 @@
 """The ``textsiamese`` command line.
 
 Each sub-command lives in its own module under ``textsiamese.cli`` and exposes ``register(subparsers)``,
-which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Errors a
+which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Building the
+parsers imports no torch, transformers or FAISS (``--help`` answers at once): a sub-command module imports
+those inside the function that runs it. Errors a
 user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; an operating-system
 error (disk full, permission denied) prints one line and exits with status 1; ``--debug`` shows the traceback
 instead.

@@ -1,4 +1,10 @@
-"""Options and helpers shared by the sub-commands."""
+"""Options and helpers shared by the sub-commands.
+
+Nothing here imports torch, transformers or FAISS: every sub-command's parser is built from this module for
+``textsiamese --help``, which should answer at once. The few choice lists the parsers need from those
+libraries' modules are repeated below (``tests/test_cli.py`` checks they match); the modules themselves are
+imported by the functions that run a command.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,13 @@ from typing import Any
 
 from textsiamese.data import PAIR_FORMATS, PairData, read_pairs
 from textsiamese.errors import ConfigError
-from textsiamese.onnx_backend import BACKENDS
+
+# textsiamese.onnx_backend.BACKENDS, textsiamese.accelerate.PRECISIONS, textsiamese.search.kinds.KIND_NAMES
+# and .METRICS, as the options offer them.
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+INDEX_KIND_NAMES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+INDEX_METRICS = ("cosine", "dot", "euclidean")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

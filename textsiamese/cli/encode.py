@@ -13,13 +13,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from textsiamese.accelerate import PRECISIONS, torch_threads
-from textsiamese.cli.common import add_model_options, load_model
+from textsiamese.cli.common import PRECISIONS, add_model_options, load_model
 from textsiamese.data import read_corpus
 from textsiamese.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,6 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textsiamese.accelerate import torch_threads
+
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if not str(args.output).endswith(".npy"):
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _atomic_npy(target: Path, shape: tuple[int, int]) -> Iterator[np.ndarray]:
     """A float32 ``.npy`` memory map under a temporary name beside ``target``; renamed into place on success."""
+    import numpy as np
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npy", dir=target.parent)
     os.close(fd)

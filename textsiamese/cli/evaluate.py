@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from textsiamese.cli.common import (
     add_model_options,
@@ -25,6 +23,9 @@ from textsiamese.cli.common import (
 )
 from textsiamese.data import PairData
 from textsiamese.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TASKS = ("sts", "classification", "retrieval", "reranking", "triplet")
 
@@ -111,6 +112,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any], **arrays: Any) -> 
 def _pair_pca(
     a: np.ndarray, b: np.ndarray, labels: Any, names: tuple[str, str] = ("different", "same")
 ) -> dict[str, Any]:
+    import numpy as np
+
     return {
         "pca_vectors": np.abs(a - b),
         "pca_groups": [names[1] if y == 1 else names[0] for y in labels],
@@ -130,6 +133,8 @@ def _check_correlatable(pairs: PairData) -> None:
 
 
 def _run_sts(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     from textsiamese.evaluation import evaluate_sts
 
     pairs = read_pair_input(args, args.data, need="score")
@@ -219,6 +224,8 @@ def _run_reranking(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_ranking(args: argparse.Namespace, evaluate: Any) -> dict[str, Any]:
     """Retrieval or re-ranking: query / document pairs with 0/1 relevance labels."""
+    import numpy as np
+
     pairs = read_pair_input(args, args.data, need="label")
     model = load_model(args)
     metrics = _metrics(args)
@@ -249,6 +256,8 @@ def _run_ranking(args: argparse.Namespace, evaluate: Any) -> dict[str, Any]:
 
 
 def _run_triplet(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     from textsiamese.data import read_triplets
     from textsiamese.distances import get_distance
     from textsiamese.evaluation.triplet import triplet_distances, triplet_result

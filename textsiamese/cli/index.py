@@ -13,9 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
+from textsiamese.cli.common import (
+    INDEX_KIND_NAMES,
+    INDEX_METRICS,
+    add_errors_option,
+    add_id_column_option,
+    add_model_options,
+)
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.search.kinds import KIND_NAMES, METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_corpus_options(build)
     build.add_argument("--output", metavar="DIR", help="index directory (default: <corpus name>.index)")
-    build.add_argument("--kind", choices=KIND_NAMES, default="auto", help="index kind (default: auto)")
-    build.add_argument("--metric", choices=METRICS, default="cosine", help="similarity (default: cosine)")
+    build.add_argument("--kind", choices=INDEX_KIND_NAMES, default="auto", help="index kind (default: auto)")
+    build.add_argument(
+        "--metric", choices=INDEX_METRICS, default="cosine", help="similarity (default: cosine)"
+    )
     build.add_argument(
         "--recall-target",
         type=float,

@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textsiamese.cli.common import add_model_options, add_pair_input_options, read_pair_input
+from textsiamese.cli.common import (
+    INDEX_KIND_NAMES,
+    add_model_options,
+    add_pair_input_options,
+    read_pair_input,
+)
 from textsiamese.cli.index import load_index_model
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.search.kinds import KIND_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.05,
         help="drop candidates scoring above the positive's score minus this (default 0.05)",
     )
-    parser.add_argument("--kind", choices=KIND_NAMES, default="auto", help="index kind for --corpus")
+    parser.add_argument("--kind", choices=INDEX_KIND_NAMES, default="auto", help="index kind for --corpus")
     parser.add_argument("--output", default=None, metavar="FILE", help="output file (default: stdout)")
     parser.add_argument("--with-scores", action="store_true", help="add the positive and negative scores")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

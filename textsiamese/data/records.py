@@ -2,7 +2,8 @@
 
 Labels follow the library's one convention, written down in the ``textsiamese.losses`` docstring:
 1 = similar. Files that say 0 = same are read with ``label_convention="0=similar"`` and flipped here, at the
-edge (``LABEL_CONVENTIONS`` is ``textsiamese.labels.CONVENTIONS``). Scores are finite floats.
+edge (``LABEL_CONVENTIONS``, re-exported as ``textsiamese.labels.CONVENTIONS`` for the tensor checks; it lives
+here, in torch-free code, so that reading files never imports torch). Scores are finite floats.
 
 Empty or whitespace-only texts are rejected with an error naming the cell: encoding them silently gives every
 empty text the same vector, which hides data bugs.
@@ -17,9 +18,8 @@ from typing import Any
 
 from textsiamese.data.tables import Row, Table, column_list
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.labels import CONVENTIONS
 
-LABEL_CONVENTIONS = CONVENTIONS
+LABEL_CONVENTIONS = ("1=similar", "0=similar")
 PAIR_COLUMNS = ("sentence1", "sentence2")
 TRIPLET_COLUMNS = ("anchor", "positive", "negative")
 
