@@ -6,6 +6,8 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
 2. A corpus or query file with an ``id`` column: that column is the id (``index build``, ``search --queries``,
    ``classify``), with no ``--id-column``.
 3. ``enroll`` with no ``--strategy``: nearest class centroid, recomputed here with numpy.
+4. A header without the needed column: the advice names the option the running command has
+   (``--text-column`` for index build, ``--columns`` for score), not one it lacks.
 """
 
 from __future__ import annotations
@@ -230,3 +232,35 @@ def test_enroll_defaults_to_the_nearest_class_centroid(
     queries = default_model.encode([r["title"] for r in held_out], role="query")
     expected = [labels[i] for i in np.argmax(queries @ centroids.T, axis=1)]
     assert got == expected
+
+
+def test_a_missing_column_is_advised_with_the_option_the_command_has(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def error_of(args: list[str]) -> str:
+        status = main(args)
+        err = capsys.readouterr().err
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        return err
+
+    docs = write_csv(tmp_path / "docs.csv", ["id", "sentence"], [["d1", "a man is eating"]])
+    err = error_of(["index", "build", "--corpus", str(docs), "--model", str(tiny_model_dir)])
+    assert "header lacks column(s) 'text'; it has id, sentence" in err
+    assert "--text-column" in err and "--columns" not in err
+    err = error_of(
+        ["index", "build", "--corpus", str(docs), "--text-column", "sentence", "--id-column", "key"]
+    )
+    assert "header lacks column(s) 'key'" in err and "--id-column" in err and "--text-column" not in err
+    err = error_of(["enroll", "--references", str(docs), "--output", str(tmp_path / "refs")])
+    assert "--text-column" in err and "--columns" not in err
+
+    pairs = write_csv(tmp_path / "pairs.csv", ["question", "answer"], [["a", "b"]])
+    err = error_of(["score", "--pairs", str(pairs), "--model", str(tiny_model_dir)])
+    assert "header lacks column(s) 'sentence1', 'sentence2'" in err
+    assert err.rstrip().endswith("(remap names with --columns canonical=actual)")
+
+    # in Python the advice names the reader's own parameter
+    with pytest.raises(textsiamese.InputError, match=r"text_column='\.\.\.'\)$"):
+        textsiamese.data.read_corpus(docs)
+    with pytest.raises(textsiamese.InputError, match=r"columns=\{'canonical': 'actual'\}\)$"):
+        textsiamese.data.read_pairs(pairs)

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TextSiameseError as error:
         if args.debug:
             raise
-        print(f"textsiamese {args.command}: error: {error}", file=sys.stderr)
+        print(f"textsiamese {args.command}: error: {_message(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"textsiamese {args.command}: interrupted", file=sys.stderr)
@@ -81,6 +81,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"textsiamese {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     return status
+
+
+# How a reader parameter that chooses columns is set on the command line (the option's dest is the
+# parameter's name), for the advice after "header lacks column(s) …".
+COLUMN_OPTION_HINTS = {
+    "columns": "remap names with --columns canonical=actual",
+    "text_column": "name the text column with --text-column",
+    "id_column": "name the id column with --id-column, or --id-column '' for row numbers",
+}
+
+
+def _message(error: TextSiameseError, args: argparse.Namespace) -> str:
+    """The error's one-line message; for a header that lacks a column, the advice names the option of the
+    running command that chooses it (``--text-column`` for index build, ``--columns`` for score), and falls
+    back to the Python wording where the command has no such option (train's recipes: ``data.columns``)."""
+    from textsiamese.data.records import MissingColumnsError
+
+    if isinstance(error, MissingColumnsError):
+        return error.message_with({p: hint for p, hint in COLUMN_OPTION_HINTS.items() if hasattr(args, p)})
+    return str(error)
 
 
 @contextlib.contextmanager
