@@ -8,6 +8,8 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
 3. ``enroll`` with no ``--strategy``: nearest class centroid, recomputed here with numpy.
 4. A header without the needed column: the advice names the option the running command has
    (``--text-column`` for index build, ``--columns`` for score), not one it lacks.
+5. ``train`` again into a directory that holds a run: refused, nothing touched, until ``--resume`` or
+   ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -264,3 +266,46 @@ def test_a_missing_column_is_advised_with_the_option_the_command_has(
         textsiamese.data.read_corpus(docs)
     with pytest.raises(textsiamese.InputError, match=r"columns=\{'canonical': 'actual'\}\)$"):
         textsiamese.data.read_pairs(pairs)
+
+
+def _tree(directory: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``directory``: its modification time and bytes."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_training_again_into_a_run_is_refused_until_resume_or_overwrite(
+    stsb_run: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "x"
+    shutil.copytree(stsb_run, run)
+    (run / "notes.txt").write_text("mine, not the run's\n")
+    before = _tree(run)
+    argv = ["train", "stsb", "--output", str(run), "--no-progress", "--set", f"model.base={tiny_model_dir}"]
+    for setting in ("max_steps=1", "batch_size=4", "data.limit=8", "data.dev_limit=8", "eval_every=1"):
+        argv += ["--set", setting]
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)
+        status = main(argv)
+        err = capsys.readouterr().err
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{run} already holds a training run" in err and "--resume" in err and "--overwrite" in err
+        assert _tree(run) == before  # nothing written, nothing removed
+
+        with pytest.raises(SystemExit) as both:  # the two say opposite things: argparse refuses
+            main([*argv, "--resume", "--overwrite"])
+        assert both.value.code == 2
+        assert "not allowed with argument" in capsys.readouterr().err
+
+        old_metrics = (run / "metrics.jsonl").read_text(encoding="utf-8")
+        assert main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert metrics and not (run / "metrics.jsonl").read_text(encoding="utf-8").startswith(old_metrics)
+    assert max(m.get("step", 0) for m in metrics) == 1  # the new run's one step, not the old run's two
+    assert json.loads((run / "results.json").read_text(encoding="utf-8"))["steps"] == 1
+    assert (run / "final").is_dir() and (run / "notes.txt").read_text() == "mine, not the run's\n"
