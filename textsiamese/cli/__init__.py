@@ -40,8 +40,9 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every registered sub-command."""
     from textsiamese import __version__
+    from textsiamese.cli.common import CommandParser
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="textsiamese",
         description="Siamese networks for text similarity: score, evaluate, train and search sentence pairs.",
     )

@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textsiamese.cli.common import PRECISIONS, add_model_options, load_model
+from textsiamese.cli.common import (
+    PRECISIONS,
+    add_model_options,
+    add_progress_option,
+    load_model,
+    show_progress,
+)
 from textsiamese.data import read_corpus
 from textsiamese.errors import ConfigError
 
@@ -63,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="do not L2-normalise the vectors, even if the model does by default",
     )
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_progress_option(parser)
     parser.add_argument(
         "--errors",
         default="strict",
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             role=args.role,
             batch_size=args.batch_size,
             normalize=args.normalize,
-            show_progress=args.progress,
+            show_progress=show_progress(args),
             precision=args.precision,
             out=array,
         )

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from textsiamese.cli.common import (
     add_model_options,
     add_pair_input_options,
+    add_progress_option,
     load_model,
     parse_columns,
     read_pair_input,
+    show_progress,
 )
 from textsiamese.data import PairData
 from textsiamese.errors import ConfigError, InputError
@@ -62,14 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--objective",
         default="accuracy",
         choices=["accuracy", "f1"],
-        help="classification: what the threshold maximises (default accuracy)",
+        help="classification: what the threshold maximises (default: accuracy)",
     )
     parser.add_argument(
         "--folds", type=int, default=5, help="classification without --dev: cross-validation folds"
     )
     parser.add_argument("--report", metavar="DIR", help="write PNG plots and summary.md to DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    add_progress_option(parser)
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown task {args.task!r}")
     if args.dev and args.task != "classification":
         raise ConfigError("--dev is used by --task classification only")
+    args.progress = show_progress(args)  # the task runners pass it on as a bool
     runner = {
         "sts": _run_sts,
         "classification": _run_classification,

@@ -19,6 +19,8 @@ from textsiamese.cli.common import (
     add_errors_option,
     add_id_column_option,
     add_model_options,
+    add_progress_option,
+    show_progress,
 )
 from textsiamese.errors import ConfigError, InputError
 
@@ -48,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recall-target",
         type=float,
         default=0.95,
-        help="tune nprobe / ef_search until recall@10 against exact search reaches this (default 0.95; "
+        help="tune nprobe / ef_search until recall@10 against exact search reaches this (default: 0.95; "
         "0 keeps the kind's defaults)",
     )
     build.add_argument(
@@ -84,11 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_corpus_options(parser: argparse.ArgumentParser) -> None:
-    """``--corpus``, ``--text-column``, ``--id-column``, ``--no-progress``."""
+    """``--corpus``, ``--text-column``, ``--id-column``, ``--progress`` / ``--no-progress``."""
     parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     add_id_column_option(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_progress_option(parser)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -142,7 +144,7 @@ def run_build(args: argparse.Namespace) -> int:
         params=parse_params(args.param),
         recall_target=args.recall_target or None,
         batch_size=args.batch_size,
-        show_progress=not args.no_progress,
+        show_progress=show_progress(args),
         model_source=str(getattr(model, "source", args.model) or "") or None,
     )
     index.save(output)
@@ -164,7 +166,7 @@ def run_add(args: argparse.Namespace) -> int:
         ids=corpus.ids,
         metadata=corpus.metadata or None,
         batch_size=args.batch_size,
-        show_progress=not args.no_progress,
+        show_progress=show_progress(args),
     )
     index.save(args.index)
     print(f"textsiamese index: added {len(added)} rows; {describe(index)}", file=sys.stderr)

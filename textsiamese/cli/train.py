@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 from pathlib import Path
 
+from textsiamese.cli.common import add_progress_option
 from textsiamese.cli.output_guard import check_run_directory
 
 
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folders are removed first",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(parser, "the recipe's train.progress, else when stderr is a terminal")
     parser.add_argument("--json", action="store_true", help="print the results of the last stage as JSON")
     parser.set_defaults(func=run)
 
@@ -51,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.device={args.device}")
-    if args.no_progress:
-        overrides.append("train.progress=false")
+    if args.progress is not None:
+        overrides.append(f"train.progress={str(args.progress).lower()}")
     recipe = load_recipe(args.recipe, overrides)
+    train = recipe.settings.get("train")
+    if args.progress is None and isinstance(train, dict) and not sys.stderr.isatty():
+        train.setdefault("progress", False)  # no bar in a log file, unless the recipe asks for one
     # The directory run_recipe writes to, resolved the same way, so the check looks where the run will go.
     output = Path(args.output or recipe.settings.get("output") or Path("runs") / recipe.name)
     check_run_directory(output, resume=args.resume, overwrite=args.overwrite, is_main=env_world()[0] == 0)
