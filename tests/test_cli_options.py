@@ -22,7 +22,7 @@ import pytest
 
 import textsiamese
 from textsiamese.cli import build_parser, main
-from textsiamese.cli.common import show_progress
+from textsiamese.cli.common import count, show_progress
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "faiss", "sklearn", "scipy")
@@ -183,6 +183,11 @@ def test_the_choices_the_parsers_repeat_match_the_library() -> None:
     assert common.PRECISIONS == accelerate.PRECISIONS
     assert common.INDEX_KIND_NAMES == kinds.KIND_NAMES
     assert common.INDEX_METRICS == kinds.METRICS
+
+
+def test_counts_are_in_words() -> None:
+    assert [count(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
+    assert count(1, "class", "classes") == "1 class" and count(3, "class", "classes") == "3 classes"
 
 
 def test_help_of_every_command_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
    (``--text-column`` for index build, ``--columns`` for score), not one it lacks.
 5. ``train`` again into a directory that holds a run: refused, nothing touched, until ``--resume`` or
    ``--overwrite``.
+6. What ``info`` and ``index remove`` print: aligned labels, "1 row".
 """
 
 from __future__ import annotations
@@ -309,3 +310,21 @@ def test_training_again_into_a_run_is_refused_until_resume_or_overwrite(
     assert max(m.get("step", 0) for m in metrics) == 1  # the new run's one step, not the old run's two
     assert json.loads((run / "results.json").read_text(encoding="utf-8"))["steps"] == 1
     assert (run / "final").is_dir() and (run / "notes.txt").read_text() == "mine, not the run's\n"
+
+
+def test_info_aligns_its_labels_and_index_remove_counts_in_words(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = run_cli(["info", "--model", str(tiny_model_dir)], capsys)
+    lines = out.splitlines()
+    assert any(line.startswith("document tower:") for line in lines)
+    starts = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}
+    assert len(starts) == 1, out  # every value begins in the same column
+    assert all(": " in line for line in lines)
+
+    docs = write_csv(tmp_path / "docs.csv", ["id", "text"], [["d1", "a man is eating"], ["d2", "a dog runs"]])
+    run_cli(
+        ["index", "build", "--corpus", str(docs), "--model", str(tiny_model_dir), "--no-progress"], capsys
+    )
+    _, err = run_cli(["index", "remove", "--index", str(tmp_path / "docs.index"), "--ids", "d1"], capsys)
+    assert "removed 1 row; 1 row, flat" in err

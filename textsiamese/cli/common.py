@@ -73,6 +73,11 @@ def show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress)
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 row"``, ``"2 rows"``: a number with its noun in the right number for a message."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--device``, ``--backend``, ``--batch-size``."""
     parser.add_argument(

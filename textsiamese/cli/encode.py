@@ -19,6 +19,7 @@ from textsiamese.cli.common import (
     PRECISIONS,
     add_model_options,
     add_progress_option,
+    count,
     load_model,
     show_progress,
 )
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             out=array,
         )
     print(
-        f"textsiamese encode: {shape[0]} texts → {args.output} ({shape[0]} x {shape[1]} float32)",
+        f"textsiamese encode: {count(shape[0], 'text')} → {args.output} ({shape[0]} x {shape[1]} float32)",
         file=sys.stderr,
     )
     return 0

@@ -16,6 +16,7 @@ from textsiamese.cli.common import (
     add_errors_option,
     add_id_column_option,
     add_model_options,
+    count,
     load_model,
 )
 from textsiamese.data import Corpus, read_corpus, write_rows
@@ -137,8 +138,8 @@ def run_enroll(args: argparse.Namespace) -> int:
     matcher.save(output)
     counts = {c: matcher.labels.count(c) for c in matcher.classes}
     print(
-        f"textsiamese enroll: {len(matcher) - before} references added; {len(matcher)} in {len(counts)} "
-        f"classes ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
+        f"textsiamese enroll: {count(len(matcher) - before, 'reference')} added; {len(matcher)} in "
+        f"{count(len(counts), 'class', 'classes')} ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
         f"{' (default; --strategy reference for the nearest single reference)' if not args.strategy and not before else ''}, "
         f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
         file=sys.stderr,

@@ -20,6 +20,7 @@ from textsiamese.cli.common import (
     add_id_column_option,
     add_model_options,
     add_progress_option,
+    count,
     show_progress,
 )
 from textsiamese.errors import ConfigError, InputError
@@ -169,7 +170,7 @@ def run_add(args: argparse.Namespace) -> int:
         show_progress=show_progress(args),
     )
     index.save(args.index)
-    print(f"textsiamese index: added {len(added)} rows; {describe(index)}", file=sys.stderr)
+    print(f"textsiamese index: added {count(len(added), 'row')}; {describe(index)}", file=sys.stderr)
     return 0
 
 
@@ -188,7 +189,7 @@ def run_remove(args: argparse.Namespace) -> int:
     index = Index.load(args.index)
     removed = index.remove(ids)
     index.save(args.index)
-    print(f"textsiamese index: removed {removed} rows; {describe(index)}", file=sys.stderr)
+    print(f"textsiamese index: removed {count(removed, 'row')}; {describe(index)}", file=sys.stderr)
     return 0
 
 
@@ -218,7 +219,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def describe(index: Any) -> str:
     """One line: count, kind, parameters and the tuned recall."""
-    text = f"{len(index)} rows, {index.kind} ({index.metric}"
+    text = f"{count(len(index), 'row')}, {index.kind} ({index.metric}"
     if index.params:
         text += ", " + ", ".join(f"{k}={v}" for k, v in index.params.items())
     text += ")"

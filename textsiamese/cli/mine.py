@@ -15,6 +15,7 @@ from textsiamese.cli.common import (
     add_model_options,
     add_pair_input_options,
     add_progress_option,
+    count,
     read_pair_input,
     show_progress,
 )
@@ -103,9 +104,12 @@ def run(args: argparse.Namespace) -> int:
     )
     written = write_mined(mined, args.output, args.negatives, with_scores=args.with_scores)
     print(
-        f"textsiamese mine: {written} rows from {stats.pairs} positive pairs against {len(index)} corpus texts"
+        f"textsiamese mine: {count(written, 'row')} from {count(stats.pairs, 'positive pair')} against "
+        f"{count(len(index), 'corpus text')}"
         + (
-            f"; {stats.skipped} pairs skipped (too few negatives outside the margin)" if stats.skipped else ""
+            f"; {count(stats.skipped, 'pair')} skipped (too few negatives outside the margin)"
+            if stats.skipped
+            else ""
         ),
         file=sys.stderr,
     )

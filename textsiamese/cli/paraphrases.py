@@ -15,6 +15,7 @@ from textsiamese.cli.common import (
     add_id_column_option,
     add_model_options,
     add_progress_option,
+    count,
     show_progress,
 )
 from textsiamese.errors import ConfigError
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = "jsonl" if args.json else None
     write_rows(args.output, columns, rows, fmt)
     print(
-        f"textsiamese paraphrases: {len(rows)} pairs at or above {args.threshold} among {len(corpus)} texts",
+        f"textsiamese paraphrases: {count(len(rows), 'pair')} at or above {args.threshold} among "
+        f"{count(len(corpus), 'text')}",
         file=sys.stderr,
     )
     return 0
