@@ -2,8 +2,8 @@
 
 Nothing here imports torch, transformers or FAISS: every sub-command's parser is built from this module for
 ``textsiamese --help``, which should answer at once. The few choice lists the parsers need from those
-libraries' modules are repeated below (``tests/test_cli.py`` checks they match); the modules themselves are
-imported by the functions that run a command.
+libraries' modules are repeated below (``tests/test_cli_options.py`` checks they match); the modules
+themselves are imported by the functions that run a command.
 """
 
 from __future__ import annotations
