@@ -6,6 +6,11 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
 2. A corpus or query file with an ``id`` column: that column is the id (``index build``, ``search --queries``,
    ``classify``), with no ``--id-column``.
 3. ``enroll`` with no ``--strategy``: nearest class centroid, recomputed here with numpy.
+4. A header without the needed column: the advice names the option the running command has
+   (``--text-column`` for index build, ``--columns`` for score), not one it lacks.
+5. ``train`` again into a directory that holds a run: refused, nothing touched, until ``--resume`` or
+   ``--overwrite``.
+6. What ``info`` and ``index remove`` print: aligned labels, "1 row".
 """
 
 from __future__ import annotations
@@ -230,3 +235,96 @@ def test_enroll_defaults_to_the_nearest_class_centroid(
     queries = default_model.encode([r["title"] for r in held_out], role="query")
     expected = [labels[i] for i in np.argmax(queries @ centroids.T, axis=1)]
     assert got == expected
+
+
+def test_a_missing_column_is_advised_with_the_option_the_command_has(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def error_of(args: list[str]) -> str:
+        status = main(args)
+        err = capsys.readouterr().err
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        return err
+
+    docs = write_csv(tmp_path / "docs.csv", ["id", "sentence"], [["d1", "a man is eating"]])
+    err = error_of(["index", "build", "--corpus", str(docs), "--model", str(tiny_model_dir)])
+    assert "header lacks column(s) 'text'; it has id, sentence" in err
+    assert "--text-column" in err and "--columns" not in err
+    err = error_of(
+        ["index", "build", "--corpus", str(docs), "--text-column", "sentence", "--id-column", "key"]
+    )
+    assert "header lacks column(s) 'key'" in err and "--id-column" in err and "--text-column" not in err
+    err = error_of(["enroll", "--references", str(docs), "--output", str(tmp_path / "refs")])
+    assert "--text-column" in err and "--columns" not in err
+
+    pairs = write_csv(tmp_path / "pairs.csv", ["question", "answer"], [["a", "b"]])
+    err = error_of(["score", "--pairs", str(pairs), "--model", str(tiny_model_dir)])
+    assert "header lacks column(s) 'sentence1', 'sentence2'" in err
+    assert err.rstrip().endswith("(remap names with --columns canonical=actual)")
+
+    # in Python the advice names the reader's own parameter
+    with pytest.raises(textsiamese.InputError, match=r"text_column='\.\.\.'\)$"):
+        textsiamese.data.read_corpus(docs)
+    with pytest.raises(textsiamese.InputError, match=r"columns=\{'canonical': 'actual'\}\)$"):
+        textsiamese.data.read_pairs(pairs)
+
+
+def _tree(directory: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``directory``: its modification time and bytes."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_training_again_into_a_run_is_refused_until_resume_or_overwrite(
+    stsb_run: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "x"
+    shutil.copytree(stsb_run, run)
+    (run / "notes.txt").write_text("mine, not the run's\n")
+    before = _tree(run)
+    argv = ["train", "stsb", "--output", str(run), "--no-progress", "--set", f"model.base={tiny_model_dir}"]
+    for setting in ("max_steps=1", "batch_size=4", "data.limit=8", "data.dev_limit=8", "eval_every=1"):
+        argv += ["--set", setting]
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)
+        status = main(argv)
+        err = capsys.readouterr().err
+        assert status == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{run} already holds a training run" in err and "--resume" in err and "--overwrite" in err
+        assert _tree(run) == before  # nothing written, nothing removed
+
+        with pytest.raises(SystemExit) as both:  # the two say opposite things: argparse refuses
+            main([*argv, "--resume", "--overwrite"])
+        assert both.value.code == 2
+        assert "not allowed with argument" in capsys.readouterr().err
+
+        old_metrics = (run / "metrics.jsonl").read_text(encoding="utf-8")
+        assert main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert metrics and not (run / "metrics.jsonl").read_text(encoding="utf-8").startswith(old_metrics)
+    assert max(m.get("step", 0) for m in metrics) == 1  # the new run's one step, not the old run's two
+    assert json.loads((run / "results.json").read_text(encoding="utf-8"))["steps"] == 1
+    assert (run / "final").is_dir() and (run / "notes.txt").read_text() == "mine, not the run's\n"
+
+
+def test_info_aligns_its_labels_and_index_remove_counts_in_words(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = run_cli(["info", "--model", str(tiny_model_dir)], capsys)
+    lines = out.splitlines()
+    assert any(line.startswith("document tower:") for line in lines)
+    starts = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}
+    assert len(starts) == 1, out  # every value begins in the same column
+    assert all(": " in line for line in lines)
+
+    docs = write_csv(tmp_path / "docs.csv", ["id", "text"], [["d1", "a man is eating"], ["d2", "a dog runs"]])
+    run_cli(
+        ["index", "build", "--corpus", str(docs), "--model", str(tiny_model_dir), "--no-progress"], capsys
+    )
+    _, err = run_cli(["index", "remove", "--index", str(tmp_path / "docs.index"), "--ids", "d1"], capsys)
+    assert "removed 1 row; 1 row, flat" in err

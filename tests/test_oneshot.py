@@ -91,7 +91,7 @@ def test_cli_enroll_add_and_classify(
     model = ["--model", str(tiny_model_dir)]
     assert main(["enroll", "--references", str(refs), "--output", str(out), *model]) == 0
     assert main(["enroll", "--references", str(more), "--output", str(out), *model]) == 0
-    assert "1 references added; 4 in 3 classes" in capsys.readouterr().err
+    assert "1 reference added; 4 in 3 classes" in capsys.readouterr().err
     assert main(["classify", "--references", str(out), "--texts", str(texts), *model]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()

@@ -134,7 +134,7 @@ def test_add_remove_info(built_index: Path, tmp_path: Path, capsys: pytest.Captu
         ],
         capsys,
     )
-    assert status == 0 and "added 1 rows; 7 rows" in err
+    assert status == 0 and "added 1 row; 7 rows" in err
     status, _, err = run_cli(
         [
             "index",

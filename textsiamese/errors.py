@@ -36,6 +36,7 @@ class InputError(TextSiameseError, ValueError):
             where += f", line {line}"
         if column is not None:
             where += f", column {column!r}"
+        self.location = where  # "FILE, line N, column 'C'": what precedes the reason in the message
         super().__init__(f"{where}: {message}")
 
 

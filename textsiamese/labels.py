@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from textsiamese.data.records import LABEL_CONVENTIONS as CONVENTIONS
 from textsiamese.errors import ConfigError
-
-CONVENTIONS = ("1=similar", "0=similar")
 
 
 class LabelError(ConfigError):

@@ -1,7 +1,9 @@
 """The ``textsiamese`` command line.
 
 Each sub-command lives in its own module under ``textsiamese.cli`` and exposes ``register(subparsers)``,
-which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Errors a
+which adds its parser and sets ``func`` (taking the parsed namespace, returning an exit status). Building the
+parsers imports no torch, transformers or FAISS (``--help`` answers at once): a sub-command module imports
+those inside the function that runs it. Errors a
 user can cause (``TextSiameseError``) print one line on stderr and exit with status 2; an operating-system
 error (disk full, permission denied) prints one line and exits with status 1; ``--debug`` shows the traceback
 instead.
@@ -38,8 +40,9 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every registered sub-command."""
     from textsiamese import __version__
+    from textsiamese.cli.common import CommandParser
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="textsiamese",
         description="Siamese networks for text similarity: score, evaluate, train and search sentence pairs.",
     )
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TextSiameseError as error:
         if args.debug:
             raise
-        print(f"textsiamese {args.command}: error: {error}", file=sys.stderr)
+        print(f"textsiamese {args.command}: error: {_message(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"textsiamese {args.command}: interrupted", file=sys.stderr)
@@ -79,6 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"textsiamese {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     return status
+
+
+# How a reader parameter that chooses columns is set on the command line (the option's dest is the
+# parameter's name), for the advice after "header lacks column(s) …".
+COLUMN_OPTION_HINTS = {
+    "columns": "remap names with --columns canonical=actual",
+    "text_column": "name the text column with --text-column",
+    "id_column": "name the id column with --id-column, or --id-column '' for row numbers",
+}
+
+
+def _message(error: TextSiameseError, args: argparse.Namespace) -> str:
+    """The error's one-line message; for a header that lacks a column, the advice names the option of the
+    running command that chooses it (``--text-column`` for index build, ``--columns`` for score), and falls
+    back to the Python wording where the command has no such option (train's recipes: ``data.columns``)."""
+    from textsiamese.data.records import MissingColumnsError
+
+    if isinstance(error, MissingColumnsError):
+        return error.message_with({p: hint for p, hint in COLUMN_OPTION_HINTS.items() if hasattr(args, p)})
+    return str(error)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
-from textsiamese.cli.common import add_model_options, add_pair_input_options, load_model, read_pair_input
+from textsiamese.cli.common import (
+    add_model_options,
+    add_pair_input_options,
+    add_progress_option,
+    load_model,
+    read_pair_input,
+    show_progress,
+)
 from textsiamese.config import ModelConfig
 from textsiamese.errors import ConfigError
 
@@ -26,7 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(atomically) unless --output names another one.",
     )
     parser.add_argument("--data", required=True, metavar="DEV", help="labelled dev pairs")
-    parser.add_argument("--method", default="platt", choices=["platt", "isotonic"])
+    parser.add_argument(
+        "--method",
+        default="platt",
+        choices=["platt", "isotonic"],
+        help="platt: a logistic curve of the similarity; isotonic: a monotone step function (more "
+        "flexible, overfits a small dev set)",
+    )
     parser.add_argument(
         "--objective", default="accuracy", choices=["accuracy", "f1"], help="what the threshold maximises"
     )
@@ -38,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "directory)",
     )
     parser.add_argument("--json", action="store_true", help="print the calibration as JSON")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    add_progress_option(parser)
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
@@ -69,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         metric=args.metric,
         objective=args.objective,
         batch_size=args.batch_size,
-        show_progress=args.progress,
+        show_progress=show_progress(args),
     )
     from textsiamese.calibration import model_scores
 

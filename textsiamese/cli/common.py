@@ -1,13 +1,81 @@
-"""Options and helpers shared by the sub-commands."""
+"""Options and helpers shared by the sub-commands.
+
+Nothing here imports torch, transformers or FAISS: every sub-command's parser is built from this module for
+``textsiamese --help``, which should answer at once. The few choice lists the parsers need from those
+libraries' modules are repeated below (``tests/test_cli_options.py`` checks they match); the modules
+themselves are imported by the functions that run a command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from textsiamese.data import PAIR_FORMATS, PairData, read_pairs
 from textsiamese.errors import ConfigError
-from textsiamese.onnx_backend import BACKENDS
+
+# textsiamese.onnx_backend.BACKENDS, textsiamese.accelerate.PRECISIONS, textsiamese.search.kinds.KIND_NAMES
+# and .METRICS, as the options offer them.
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+INDEX_KIND_NAMES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+INDEX_METRICS = ("cosine", "dot", "euclidean")
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Ends an option's help with ``(default: X)`` when it has a default worth saying and the help does not
+    already mention one.
+
+    Unlike ``argparse.ArgumentDefaultsHelpFormatter`` it says nothing for flags (``store_true``,
+    ``--no-…``: their default is only the flag's absence) nor for defaults of ``None``, ``''`` or ``[]``
+    (those mean "not given"; where that stands for something, the help says what).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if not text or "default" in text.lower() or not action.option_strings or action.nargs == 0:
+            return text
+        if action.default in (None, "", [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of the ``textsiamese`` command and, through ``add_subparsers``, of every sub-command:
+    they all show defaults with ``DefaultsHelpFormatter`` without each ``add_parser`` call asking."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def add_progress_option(
+    parser: argparse.ArgumentParser, default_help: str = "when stderr is a terminal"
+) -> None:
+    """``--progress`` / ``--no-progress``: the one spelling of the progress bar on stderr for every command.
+
+    Neither given leaves ``args.progress`` ``None``, which ``show_progress`` reads as "when stderr is a
+    terminal": a bar helps a person watching and is noise in a log file or a pipe.
+    """
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"show a progress bar on stderr, or not (default: {default_help})",
+    )
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether to show the progress bar: ``--progress`` / ``--no-progress``, else when stderr is a terminal."""
+    if args.progress is None:
+        return sys.stderr.isatty()
+    return bool(args.progress)
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 row"``, ``"2 rows"``: a number with its noun in the right number for a message."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -13,13 +13,21 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from textsiamese.accelerate import PRECISIONS, torch_threads
-from textsiamese.cli.common import add_model_options, load_model
+from textsiamese.cli.common import (
+    PRECISIONS,
+    add_model_options,
+    add_progress_option,
+    count,
+    load_model,
+    show_progress,
+)
 from textsiamese.data import read_corpus
 from textsiamese.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="do not L2-normalise the vectors, even if the model does by default",
     )
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_progress_option(parser)
     parser.add_argument(
         "--errors",
         default="strict",
@@ -74,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textsiamese.accelerate import torch_threads
+
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if not str(args.output).endswith(".npy"):
@@ -87,12 +97,12 @@ def run(args: argparse.Namespace) -> int:
             role=args.role,
             batch_size=args.batch_size,
             normalize=args.normalize,
-            show_progress=args.progress,
+            show_progress=show_progress(args),
             precision=args.precision,
             out=array,
         )
     print(
-        f"textsiamese encode: {shape[0]} texts → {args.output} ({shape[0]} x {shape[1]} float32)",
+        f"textsiamese encode: {count(shape[0], 'text')} → {args.output} ({shape[0]} x {shape[1]} float32)",
         file=sys.stderr,
     )
     return 0
@@ -101,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _atomic_npy(target: Path, shape: tuple[int, int]) -> Iterator[np.ndarray]:
     """A float32 ``.npy`` memory map under a temporary name beside ``target``; renamed into place on success."""
+    import numpy as np
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npy", dir=target.parent)
     os.close(fd)

@@ -12,13 +12,19 @@ import json
 import sys
 from pathlib import Path
 
-from textsiamese.cli.common import add_id_column_option, add_model_options, load_model
+from textsiamese.cli.common import (
+    add_errors_option,
+    add_id_column_option,
+    add_model_options,
+    count,
+    load_model,
+)
 from textsiamese.data import Corpus, read_corpus, write_rows
 from textsiamese.errors import ConfigError, InputError
 
 STRATEGY_HELP = (
-    "centroid: nearest class mean (default for a new set; the better one with several references per class, "
-    "the same as reference with one); reference: nearest single reference"
+    "centroid: nearest class mean (the better one with several references per class, the same as reference "
+    "with one); reference: nearest single reference"
 )
 
 
@@ -33,8 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument("--references", required=True, metavar="FILE", help="file with label and text")
     enroll.add_argument("--output", required=True, metavar="DIR", help="reference directory")
     enroll.add_argument("--replace", action="store_true", help="start a new set instead of adding")
-    enroll.add_argument("--strategy", choices=["reference", "centroid"], default=None, help=STRATEGY_HELP)
-    enroll.add_argument("--threshold", type=float, default=None, help="similarity below which: unknown")
+    _add_match_options(
+        enroll,
+        strategy="centroid for a new set, the set's own when adding to one",
+        threshold="chosen on --dev when given, else the set's own when adding, else none: never unknown",
+    )
     enroll.add_argument(
         "--dev", metavar="FILE", help="labelled texts on which to choose the unknown threshold (max accuracy)"
     )
@@ -53,19 +62,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     classify.add_argument("--references", required=True, metavar="DIR", help="directory written by enroll")
     classify.add_argument("--texts", required=True, metavar="FILE")
     classify.add_argument("--output", default=None, metavar="FILE", help="output file (default: stdout)")
-    classify.add_argument("--strategy", choices=["reference", "centroid"], default=None, help=STRATEGY_HELP)
-    classify.add_argument("--threshold", type=float, default=None, help="override the stored threshold")
+    _add_match_options(classify, strategy="the one stored by enroll", threshold="the one stored by enroll")
     classify.add_argument("--json", action="store_true", help="print a JSON summary instead of rows")
     _add_text_options(classify)
     add_model_options(classify)
     classify.set_defaults(func=run_classify)
 
 
+def _add_match_options(parser: argparse.ArgumentParser, *, strategy: str, threshold: str) -> None:
+    """``--strategy`` and ``--threshold``; ``strategy`` and ``threshold`` say what each is when not given,
+    which differs between enroll (a new or growing set) and classify (what enroll stored)."""
+    parser.add_argument(
+        "--strategy",
+        choices=["reference", "centroid"],
+        default=None,
+        help=f"{STRATEGY_HELP} (default: {strategy})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help=f"similarity below which: unknown (default: {threshold})",
+    )
+
+
 def _add_text_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--text-column", default="text", help="column holding the text (default text)")
-    parser.add_argument("--label-column", default="label", help="column holding the class (default label)")
+    parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
+    parser.add_argument("--label-column", default="label", help="column holding the class (default: label)")
     add_id_column_option(parser, "text")
-    parser.add_argument("--errors", default="strict", choices=["strict", "replace"], help="invalid UTF-8")
+    add_errors_option(parser)
 
 
 def _labelled(args: argparse.Namespace, path: str, required: bool) -> tuple[Corpus, list[str] | None]:
@@ -115,8 +140,8 @@ def run_enroll(args: argparse.Namespace) -> int:
     counts = {c: matcher.labels.count(c) for c in matcher.classes}
     skipped = f" ({matcher.skipped} already enrolled, skipped)" if matcher.skipped else ""
     print(
-        f"textsiamese enroll: {len(matcher) - before} references added{skipped}; {len(matcher)} in {len(counts)} "
-        f"classes ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
+        f"textsiamese enroll: {count(len(matcher) - before, 'reference')} added{skipped}; {len(matcher)} in "
+        f"{count(len(counts), 'class', 'classes')} ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
         f"{' (default; --strategy reference for the nearest single reference)' if not args.strategy and not before else ''}, "
         f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
         file=sys.stderr,

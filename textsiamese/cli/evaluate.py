@@ -12,19 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from textsiamese.cli.common import (
     add_model_options,
     add_pair_input_options,
+    add_progress_option,
     load_model,
     parse_columns,
     read_pair_input,
+    show_progress,
 )
 from textsiamese.data import PairData
 from textsiamese.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TASKS = ("sts", "classification", "retrieval", "reranking", "triplet")
 
@@ -61,14 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--objective",
         default="accuracy",
         choices=["accuracy", "f1"],
-        help="classification: what the threshold maximises (default accuracy)",
+        help="classification: what the threshold maximises (default: accuracy)",
     )
     parser.add_argument(
         "--folds", type=int, default=5, help="classification without --dev: cross-validation folds"
     )
     parser.add_argument("--report", metavar="DIR", help="write PNG plots and summary.md to DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    add_progress_option(parser)
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown task {args.task!r}")
     if args.dev and args.task != "classification":
         raise ConfigError("--dev is used by --task classification only")
+    args.progress = show_progress(args)  # the task runners pass it on as a bool
     runner = {
         "sts": _run_sts,
         "classification": _run_classification,
@@ -111,6 +115,8 @@ def _report(args: argparse.Namespace, result: dict[str, Any], **arrays: Any) -> 
 def _pair_pca(
     a: np.ndarray, b: np.ndarray, labels: Any, names: tuple[str, str] = ("different", "same")
 ) -> dict[str, Any]:
+    import numpy as np
+
     return {
         "pca_vectors": np.abs(a - b),
         "pca_groups": [names[1] if y == 1 else names[0] for y in labels],
@@ -130,6 +136,8 @@ def _check_correlatable(pairs: PairData) -> None:
 
 
 def _run_sts(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     from textsiamese.evaluation import evaluate_sts
 
     pairs = read_pair_input(args, args.data, need="score")
@@ -219,6 +227,8 @@ def _run_reranking(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_ranking(args: argparse.Namespace, evaluate: Any) -> dict[str, Any]:
     """Retrieval or re-ranking: query / document pairs with 0/1 relevance labels."""
+    import numpy as np
+
     pairs = read_pair_input(args, args.data, need="label")
     model = load_model(args)
     metrics = _metrics(args)
@@ -249,6 +259,8 @@ def _run_ranking(args: argparse.Namespace, evaluate: Any) -> dict[str, Any]:
 
 
 def _run_triplet(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
     from textsiamese.data import read_triplets
     from textsiamese.distances import get_distance
     from textsiamese.evaluation.triplet import triplet_distances, triplet_result

@@ -13,9 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
+from textsiamese.cli.common import (
+    INDEX_KIND_NAMES,
+    INDEX_METRICS,
+    add_errors_option,
+    add_id_column_option,
+    add_model_options,
+    add_progress_option,
+    count,
+    show_progress,
+)
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.search.kinds import KIND_NAMES, METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,13 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_corpus_options(build)
     build.add_argument("--output", metavar="DIR", help="index directory (default: <corpus name>.index)")
-    build.add_argument("--kind", choices=KIND_NAMES, default="auto", help="index kind (default: auto)")
-    build.add_argument("--metric", choices=METRICS, default="cosine", help="similarity (default: cosine)")
+    build.add_argument("--kind", choices=INDEX_KIND_NAMES, default="auto", help="index kind (default: auto)")
+    build.add_argument(
+        "--metric", choices=INDEX_METRICS, default="cosine", help="similarity (default: cosine)"
+    )
     build.add_argument(
         "--recall-target",
         type=float,
         default=0.95,
-        help="tune nprobe / ef_search until recall@10 against exact search reaches this (default 0.95; "
+        help="tune nprobe / ef_search until recall@10 against exact search reaches this (default: 0.95; "
         "0 keeps the kind's defaults)",
     )
     build.add_argument(
@@ -77,11 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_corpus_options(parser: argparse.ArgumentParser) -> None:
-    """``--corpus``, ``--text-column``, ``--id-column``, ``--no-progress``."""
+    """``--corpus``, ``--text-column``, ``--id-column``, ``--progress`` / ``--no-progress``."""
     parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     add_id_column_option(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_progress_option(parser)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -135,7 +145,7 @@ def run_build(args: argparse.Namespace) -> int:
         params=parse_params(args.param),
         recall_target=args.recall_target or None,
         batch_size=args.batch_size,
-        show_progress=not args.no_progress,
+        show_progress=show_progress(args),
         model_source=str(getattr(model, "source", args.model) or "") or None,
     )
     index.save(output)
@@ -157,10 +167,10 @@ def run_add(args: argparse.Namespace) -> int:
         ids=corpus.ids,
         metadata=corpus.metadata or None,
         batch_size=args.batch_size,
-        show_progress=not args.no_progress,
+        show_progress=show_progress(args),
     )
     index.save(args.index)
-    print(f"textsiamese index: added {len(added)} rows; {describe(index)}", file=sys.stderr)
+    print(f"textsiamese index: added {count(len(added), 'row')}; {describe(index)}", file=sys.stderr)
     return 0
 
 
@@ -179,7 +189,7 @@ def run_remove(args: argparse.Namespace) -> int:
     index = Index.load(args.index)
     removed = index.remove(ids)
     index.save(args.index)
-    print(f"textsiamese index: removed {removed} rows; {describe(index)}", file=sys.stderr)
+    print(f"textsiamese index: removed {count(removed, 'row')}; {describe(index)}", file=sys.stderr)
     return 0
 
 
@@ -209,7 +219,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def describe(index: Any) -> str:
     """One line: count, kind, parameters and the tuned recall."""
-    text = f"{len(index)} rows, {index.kind} ({index.metric}"
+    text = f"{count(len(index), 'row')}, {index.kind} ({index.metric}"
     if index.params:
         text += ", " + ", ".join(f"{k}={v}" for k, v in index.params.items())
     text += ")"

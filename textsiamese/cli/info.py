@@ -41,15 +41,20 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"model:       {info['source']}")
-    print(f"kind:        {info['kind']}")
+    lines = [("model:", str(info["source"])), ("kind:", info["kind"])]
     for role, name in info["roles"].items():
         tower = info["towers"][name]
         settings = ", ".join(f"{k}={v}" for k, v in tower.items() if k != "kind")
-        print(f"{role + ' tower:':<13}{tower['kind']} [{name}] ({settings})")
-    print(
-        f"dimension:   {info['dimension']}  (normalised: {info['normalize']}, similarity: {info['similarity']})"
-    )
-    print(f"parameters:  {info['parameters']:,}")
-    print(f"calibrated:  {info['calibrated']}")
+        lines.append((f"{role} tower:", f"{tower['kind']} [{name}] ({settings})"))
+    lines += [
+        (
+            "dimension:",
+            f"{info['dimension']}  (normalised: {info['normalize']}, similarity: {info['similarity']})",
+        ),
+        ("parameters:", f"{info['parameters']:,}"),
+        ("calibrated:", str(info["calibrated"])),
+    ]
+    width = max(len(label) for label, _ in lines) + 2  # every value starts in one column, after the longest
+    for label, value in lines:
+        print(f"{label:<{width}}{value}")
     return 0

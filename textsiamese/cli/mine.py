@@ -10,10 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textsiamese.cli.common import add_model_options, add_pair_input_options, read_pair_input
+from textsiamese.cli.common import (
+    INDEX_KIND_NAMES,
+    add_model_options,
+    add_pair_input_options,
+    add_progress_option,
+    count,
+    read_pair_input,
+    show_progress,
+)
 from textsiamese.cli.index import load_index_model
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.search.kinds import KIND_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,17 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     corpus.add_argument("--index", metavar="DIR", help="an index built with 'textsiamese index build'")
     parser.add_argument("--text-column", default="text", help="text column of --corpus (default: text)")
-    parser.add_argument("--negatives", type=int, default=5, help="negatives per row (default 5)")
+    parser.add_argument("--negatives", type=int, default=5, help="negatives per row (default: 5)")
     parser.add_argument(
         "--margin",
         type=float,
         default=0.05,
-        help="drop candidates scoring above the positive's score minus this (default 0.05)",
+        help="drop candidates scoring above the positive's score minus this (default: 0.05)",
     )
-    parser.add_argument("--kind", choices=KIND_NAMES, default="auto", help="index kind for --corpus")
+    parser.add_argument("--kind", choices=INDEX_KIND_NAMES, default="auto", help="index kind for --corpus")
     parser.add_argument("--output", default=None, metavar="FILE", help="output file (default: stdout)")
     parser.add_argument("--with-scores", action="store_true", help="add the positive and negative scores")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_progress_option(parser)
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             ids=ids,
             kind=args.kind,
             batch_size=args.batch_size,
-            show_progress=not args.no_progress,
+            show_progress=show_progress(args),
         )
     stats = MiningStats()
     mined = mine_hard_negatives(
@@ -97,9 +104,12 @@ def run(args: argparse.Namespace) -> int:
     )
     written = write_mined(mined, args.output, args.negatives, with_scores=args.with_scores)
     print(
-        f"textsiamese mine: {written} rows from {stats.pairs} positive pairs against {len(index)} corpus texts"
+        f"textsiamese mine: {count(written, 'row')} from {count(stats.pairs, 'positive pair')} against "
+        f"{count(len(index), 'corpus text')}"
         + (
-            f"; {stats.skipped} pairs skipped (too few negatives outside the margin)" if stats.skipped else ""
+            f"; {count(stats.skipped, 'pair')} skipped (too few negatives outside the margin)"
+            if stats.skipped
+            else ""
         ),
         file=sys.stderr,
     )

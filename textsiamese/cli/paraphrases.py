@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
+from textsiamese.cli.common import (
+    add_errors_option,
+    add_id_column_option,
+    add_model_options,
+    add_progress_option,
+    count,
+    show_progress,
+)
 from textsiamese.errors import ConfigError
 
 
@@ -25,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     add_id_column_option(parser, "text")
     parser.add_argument(
-        "--threshold", type=float, default=0.8, help="minimum cosine similarity (default 0.8)"
+        "--threshold", type=float, default=0.8, help="minimum cosine similarity (default: 0.8)"
     )
     parser.add_argument(
         "--kind",
@@ -36,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-neighbors", type=int, default=100, help="neighbours per text for hnsw/ivf")
     parser.add_argument("--output", default=None, metavar="FILE", help="output file (default: stdout)")
     parser.add_argument("--json", action="store_true", help="JSON lines on stdout")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_progress_option(parser)
     add_model_options(parser)
     add_errors_option(parser)
     parser.set_defaults(func=run)
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     )
     model = load(args.model, device=args.device, backend=args.backend)
     vectors = model.encode(
-        corpus.texts, role="document", batch_size=args.batch_size, show_progress=not args.no_progress
+        corpus.texts, role="document", batch_size=args.batch_size, show_progress=show_progress(args)
     )
     pairs = paraphrase_pairs(vectors, args.threshold, kind=args.kind, max_neighbors=args.max_neighbors)
     columns = ["id_1", "id_2", "score", "text_1", "text_2"]
@@ -65,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = "jsonl" if args.json else None
     write_rows(args.output, columns, rows, fmt)
     print(
-        f"textsiamese paraphrases: {len(rows)} pairs at or above {args.threshold} among {len(corpus)} texts",
+        f"textsiamese paraphrases: {count(len(rows), 'pair')} at or above {args.threshold} among "
+        f"{count(len(corpus), 'text')}",
         file=sys.stderr,
     )
     return 0

@@ -23,9 +23,11 @@ from typing import IO, Any
 from textsiamese.cli.common import (
     add_model_options,
     add_pair_input_options,
+    add_progress_option,
     load_model,
     parse_columns,
     read_pair_input,
+    show_progress,
 )
 from textsiamese.data import PairData, atomic_open, guess_format
 from textsiamese.data.stream import iter_pair_chunks
@@ -58,11 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--chunk-size", type=int, default=4096, metavar="N", help="pairs read and scored at a time"
     )
-    parser.add_argument(
-        "--progress",
-        action="store_true",
-        help="show a progress bar on stderr (default when it is a terminal)",
-    )
+    add_progress_option(parser)
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
@@ -137,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if fmt is None:
         fmt = guess_format(args.output, default="csv") if args.output else _input_table_format(args)
     to_stdout = args.output is None or args.output == "-"
-    show = args.progress or sys.stderr.isatty()
-    progress = _progress(show)
+    progress = _progress(show_progress(args))
     header: list[str] | None = None
     writer: _RowWriter | None = None
     truncation = _TruncationCount()

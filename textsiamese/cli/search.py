@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-column", default="text", help="query column of a table file (default: text)")
     add_id_column_option(parser, "query")
     parser.add_argument(
-        "-k", type=int, default=None, help="hits per query (default 10, or the index size if smaller)"
+        "-k", type=int, default=None, help="hits per query (default: 10, or the index size if smaller)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per query and line")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index file (IVF kinds)")

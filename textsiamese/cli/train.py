@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
+from pathlib import Path
+
+from textsiamese.cli.common import add_progress_option
+from textsiamese.cli.output_guard import check_run_directory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune a model from a recipe",
         description="Train from a recipe (a YAML file, or the name of one in ./recipes/). Outputs go to "
         "--output (default runs/<recipe name>): final/ and best/ model directories, checkpoint/, "
-        "metrics.jsonl and results.json. SIGINT or SIGTERM saves a checkpoint and stops; --resume continues.",
+        "metrics.jsonl and results.json. SIGINT or SIGTERM saves a checkpoint and stops; --resume continues. "
+        "A directory that already holds a run is refused unless --resume or --overwrite is given.",
     )
     parser.add_argument("recipe", help="recipe file, or a name in ./recipes/ (e.g. stsb)")
     parser.add_argument("--output", metavar="DIR", help="output directory (default: runs/<recipe name>)")
@@ -26,23 +32,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a recipe value, e.g. --set train.lr=3e-5 --set data.train=PATH; a bare key means "
         "train.KEY (--set max_steps=2); repeatable",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an OUTPUT that holds a run: its checkpoint/, final/, best/, metrics and stage "
+        "folders are removed first",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(parser, "the recipe's train.progress, else when stderr is a terminal")
     parser.add_argument("--json", action="store_true", help="print the results of the last stage as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from textsiamese.training import load_recipe, run_recipe
+    from textsiamese.training.distributed import env_world
 
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.device={args.device}")
-    if args.no_progress:
-        overrides.append("train.progress=false")
+    if args.progress is not None:
+        overrides.append(f"train.progress={str(args.progress).lower()}")
     recipe = load_recipe(args.recipe, overrides)
-    results = run_recipe(recipe, output=args.output, resume=args.resume)
+    train = recipe.settings.get("train")
+    if args.progress is None and isinstance(train, dict) and not sys.stderr.isatty():
+        train.setdefault("progress", False)  # no bar in a log file, unless the recipe asks for one
+    # The directory run_recipe writes to, resolved the same way, so the check looks where the run will go.
+    output = Path(args.output or recipe.settings.get("output") or Path("runs") / recipe.name)
+    check_run_directory(output, resume=args.resume, overwrite=args.overwrite, is_main=env_world()[0] == 0)
+    results = run_recipe(recipe, output=output, resume=args.resume)
     if not results:
         return 0
     last = results[-1]

@@ -2,7 +2,8 @@
 
 Labels follow the library's one convention, written down in the ``textsiamese.losses`` docstring:
 1 = similar. Files that say 0 = same are read with ``label_convention="0=similar"`` and flipped here, at the
-edge (``LABEL_CONVENTIONS`` is ``textsiamese.labels.CONVENTIONS``). Scores are finite floats.
+edge (``LABEL_CONVENTIONS``, re-exported as ``textsiamese.labels.CONVENTIONS`` for the tensor checks; it lives
+here, in torch-free code, so that reading files never imports torch). Scores are finite floats.
 
 Empty or whitespace-only texts are rejected with an error naming the cell: encoding them silently gives every
 empty text the same vector, which hides data bugs.
@@ -17,9 +18,8 @@ from typing import Any
 
 from textsiamese.data.tables import Row, Table, column_list
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.labels import CONVENTIONS
 
-LABEL_CONVENTIONS = CONVENTIONS
+LABEL_CONVENTIONS = ("1=similar", "0=similar")
 PAIR_COLUMNS = ("sentence1", "sentence2")
 TRIPLET_COLUMNS = ("anchor", "positive", "negative")
 
@@ -169,15 +169,47 @@ def _resolve_columns(mapping: Mapping[str, str] | None, names: Iterable[str]) ->
     return {name: mapping.get(name, name) for name in (*names, "score", "label", "id", "text")}
 
 
-def _require(table: Table, needed: Iterable[str]) -> None:
-    missing = [name for name in needed if name not in table.columns]
-    if missing:
-        raise InputError(
-            table.source,
-            f"header lacks column(s) {', '.join(repr(m) for m in missing)}; it has {column_list(table.columns)} "
-            "(remap names with --columns canonical=actual)",
-            line=1,
+# How to point each reader parameter at other columns, in Python; the CLI says it with its own options.
+API_COLUMN_HINTS = {
+    "columns": "remap names with columns={'canonical': 'actual'}",
+    "text_column": "name the text column with text_column='...'",
+    "id_column": "name the id column with id_column='...', or id_column='' for row numbers",
+}
+
+
+class MissingColumnsError(InputError):
+    """A header without a column the reader needs (line 1 of the file).
+
+    ``missing`` maps each missing column to the reader parameter that chose it (``columns``,
+    ``text_column`` or ``id_column``), so that whoever called the reader can say how to choose another in
+    its own terms: the message says it in Python (``API_COLUMN_HINTS``); ``message_with`` lets the CLI name
+    the option the running command has instead of one it lacks.
+    """
+
+    def __init__(self, source: str, missing: Mapping[str, str], columns: Sequence[str]) -> None:
+        self.missing = dict(missing)
+        self.available = list(columns)
+        super().__init__(source, self._reason(API_COLUMN_HINTS), line=1)
+
+    def message_with(self, hints: Mapping[str, str]) -> str:
+        """The one-line message with ``hints[parameter]`` as the advice for each missing column's parameter
+        (``API_COLUMN_HINTS`` for a parameter ``hints`` lacks)."""
+        return f"{self.location}: {self._reason({**API_COLUMN_HINTS, **hints})}"
+
+    def _reason(self, hints: Mapping[str, str]) -> str:
+        advice = "; ".join(dict.fromkeys(hints[p] for p in self.missing.values() if p in hints))
+        text = (
+            f"header lacks column(s) {', '.join(repr(m) for m in self.missing)}; "
+            f"it has {column_list(self.available)}"
         )
+        return f"{text} ({advice})" if advice else text
+
+
+def _require(table: Table, needed: Mapping[str, str]) -> None:
+    """Refuse a table whose header lacks any of ``needed`` (column → the reader parameter that chose it)."""
+    missing = {name: parameter for name, parameter in needed.items() if name not in table.columns}
+    if missing:
+        raise MissingColumnsError(table.source, missing, table.columns)
 
 
 def pairs_from_table(
@@ -196,7 +228,7 @@ def pairs_from_table(
         raise ConfigError(f"label_convention must be one of {', '.join(LABEL_CONVENTIONS)}")
     names = _resolve_columns(columns, PAIR_COLUMNS)
     s1, s2, score_col, label_col = names["sentence1"], names["sentence2"], names["score"], names["label"]
-    _require(table, [s1, s2] + ([names[need]] if need else []))
+    _require(table, dict.fromkeys([s1, s2] + ([names[need]] if need else []), "columns"))
     with_scores = score_col in table.columns and need != "label"
     with_labels = label_col in table.columns and need != "score"
     pairs = PairData(
@@ -222,7 +254,7 @@ def triplets_from_table(table: Table, *, columns: Mapping[str, str] | None = Non
     """Validate a table as (anchor, positive, negative[, negative_2 …]) triplets."""
     mapping = dict(columns or {})
     anchor, positive, negative = (mapping.get(c, c) for c in TRIPLET_COLUMNS)
-    _require(table, [anchor, positive, negative])
+    _require(table, dict.fromkeys([anchor, positive, negative], "columns"))
     more = sorted(
         (c for c in table.columns if c.startswith("negative_") and c[9:].isdigit()), key=lambda c: int(c[9:])
     )
@@ -249,7 +281,7 @@ def corpus_from_table(table: Table, *, text_column: str = "text", id_column: str
     """
     if id_column is None:
         id_column = DEFAULT_ID_COLUMN if DEFAULT_ID_COLUMN in table.columns else ""
-    _require(table, [text_column] + ([id_column] if id_column else []))
+    _require(table, {text_column: "text_column", **({id_column: "id_column"} if id_column else {})})
     texts = [text_cell(table.source, row, text_column) for row in table.rows]
     if id_column:
         ids = [text_cell(table.source, row, id_column).strip() for row in table.rows]
