@@ -361,3 +361,63 @@ def wait_until_queued(base: str, texts: int, futures: list[Any], timeout: float 
         if request(base, "/health").json["batcher"]["queued_texts"] >= texts:
             return
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Any:
+    """Headless Debian Chromium through selenium; skipped, with the reason, where it is not installed
+    (`.ci/run` installs it: `apt-get install -y -q chromium chromium-driver`)."""
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])"
+    )
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not Path(binary).exists():
+            pytest.skip(f"{binary} is missing: apt-get install -y chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "out" / "serve-page.png"  # /out/ is gitignored
+
+
+def test_page_in_headless_chromium(server: Any, chromium: Any, model: Any, index_dir: Path) -> None:
+    """Type a query into the page at /, the hits render (the library's top hits, in order); score a pair."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium.get(server.base + "/")
+    wait = WebDriverWait(chromium, 30)
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("ok"))
+    assert [o.get_attribute("value") for o in chromium.find_elements(By.CSS_SELECTOR, "#index option")] == [
+        "news"
+    ]
+    box = chromium.find_element(By.ID, "query")
+    box.send_keys("oil prices climb to a record")
+    chromium.find_element(By.ID, "search-button").click()
+    wait.until(expected_conditions.presence_of_all_elements_located((By.CSS_SELECTOR, "#hits li")))
+    wait.until(lambda d: "hits from news" in d.find_element(By.ID, "search-message").text)
+    shown = [e.text for e in chromium.find_elements(By.CSS_SELECTOR, "#hits li .hit-text")]
+    expected = Index.load(index_dir, model).search(["oil prices climb to a record"], k=5)[0]
+    assert shown == [hit.text for hit in expected]
+    scores = [e.text for e in chromium.find_elements(By.CSS_SELECTOR, "#hits li .score")]
+    assert scores == [f"{hit.score:.4f}" for hit in expected]
+    assert "label: " in chromium.find_element(By.CSS_SELECTOR, "#hits li .meta").text
+    chromium.find_element(By.ID, "text-a").send_keys("A man is playing a guitar.")
+    chromium.find_element(By.ID, "text-b").send_keys("Someone plays the guitar.")
+    chromium.find_element(By.ID, "score-button").click()
+    wait.until(lambda d: "P(same)" in d.find_element(By.ID, "score-result").text)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    chromium.save_screenshot(str(SCREENSHOT))
