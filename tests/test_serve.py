@@ -308,7 +308,7 @@ def test_cli_serve_writes_persist_and_sigterm_finishes_in_flight(
         "text": "Astronomers find water ice on a distant moon",
         "metadata": {"label": "4"},
     }
-    with ProcessServer("--index", str(directory), "--allow-writes") as server:
+    with ProcessServer("--index", str(directory), "--allow-writes", "--graceful-timeout", "300") as server:
         added = request(server.base, "/index/news/add", {"rows": [fresh]})
         assert added.status == 200 and added.json == {
             "index": "news",
@@ -331,11 +331,11 @@ def test_cli_serve_writes_persist_and_sigterm_finishes_in_flight(
             "hits"
         ][0]
         assert hit["id"] == "new-1" and hit["label"] == "4"
-        # SIGTERM while 12 requests of 64 texts are queued or running: every one is answered.
-        texts = [f"in flight text number {i} about markets and sport" for i in range(64)]
+        # SIGTERM while 12 requests of 32 texts are queued or running: every one is answered.
+        texts = [f"in flight text number {i} about markets and sport" for i in range(32)]
         with ThreadPoolExecutor(12) as pool:
             futures = [pool.submit(request, server.base, "/embed", {"texts": texts}) for _ in range(12)]
-            wait_until_queued(server.base, 64 * 10, futures)
+            wait_until_queued(server.base, 32 * 10, futures)
             status, err = server.terminate()
             replies = [f.result() for f in futures]
         # uvicorn finishes the requests and the lifespan, then ends by the signal it caught (-15).

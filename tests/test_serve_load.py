@@ -73,18 +73,18 @@ def test_load_32_clients_every_answer_right_none_lost(
 
 
 def test_sigterm_mid_load_answers_every_accepted_request(corpus_index: Path, default_model: Any) -> None:
-    texts = [f"text {i} of the wave, on markets, sport and science" for i in range(48)]
+    texts = [f"text {i} of the wave, on markets, sport and science" for i in range(24)]
     expected = default_model.encode(texts, precision="fp32")
-    server = ProcessServer("--index", str(corpus_index), "--precision", "fp32")
+    server = ProcessServer("--index", str(corpus_index), "--precision", "fp32", "--graceful-timeout", "300")
     with server, ThreadPoolExecutor(CLIENTS) as pool:
         futures = [pool.submit(request, server.base, "/embed", {"texts": texts}) for _ in range(CLIENTS)]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until most requests are queued (in, not still connecting)
-            if request(server.base, "/health").json["batcher"]["queued_texts"] >= 48 * (CLIENTS - 4):
+            if request(server.base, "/health").json["batcher"]["queued_texts"] >= 24 * (CLIENTS - 4):
                 break
         status, err = server.terminate(timeout=300)
         replies = [f.result() for f in futures]
     assert status in (0, -signal.SIGTERM) and "Application shutdown complete" in err, err
-    assert [r.status for r in replies] == [200] * CLIENTS
+    assert [r.status for r in replies] == [200] * CLIENTS, err[-2000:]
     for reply in replies:
         np.testing.assert_allclose(reply.json["vectors"], expected, atol=1e-5, rtol=0)

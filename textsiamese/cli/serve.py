@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batching.add_argument("--max-chars", type=int, default=20_000, metavar="N", help="characters per text")
     batching.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES", help="request body size")
     batching.add_argument("--max-k", type=int, default=100, metavar="N", help="largest k for /search")
+    parser.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=30,
+        metavar="S",
+        help="on SIGTERM, seconds to let requests in flight finish (default 30)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=run)
 
@@ -104,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    run_server(state, args.host, args.port, log_level=args.log_level)
+    run_server(state, args.host, args.port, log_level=args.log_level, graceful_timeout=args.graceful_timeout)
     return 0
