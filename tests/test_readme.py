@@ -43,12 +43,15 @@ ALL_SUBPROCESS = os.environ.get("TEXTSIAMESE_README_SUBPROCESS") == "1"
 # Commands not run, keyed on a substring of the README command, each with its reason.
 SKIP = {
     "python -m pytest": "runs the whole test suite, this file included (recursion; minutes)",
+    "curl -s localhost:8000": "needs the server of the example above running; tests/test_serve.py covers /search",
     "torchrun": "starts two processes with gloo (~20 s of start-up on 2 cores for a tiny run); "
     "data-parallel training is covered by tests/test_trainer_ddp.py",
 }
 # Set-up lines chain `pip install ... && pip install ... && <command>`: the installs are dropped (the package
-# and its extras are installed already) and whatever is left runs (the main job's `eval` does).
-DROP_SEGMENTS = ("pip install",)
+# and its extras are installed already) and whatever is left runs (the main job's `eval` does). A chained
+# `textsiamese serve` runs until stopped: it is dropped too and what comes before it runs (tests/test_serve.py
+# starts the server on a free port and checks every endpoint, the page and SIGTERM).
+DROP_SEGMENTS = ("pip install", "textsiamese serve")
 # Parts of a README command replaced before it runs (README text -> what runs), each with its reason.
 REWRITE = {
     # The sample ships inside the package; the workspace is not the repository root.

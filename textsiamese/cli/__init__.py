@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "textsiamese.cli.search",
     "textsiamese.cli.mine",
     "textsiamese.cli.paraphrases",
+    "textsiamese.cli.serve",
 ]
 
 
