@@ -6,6 +6,8 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
 2. A corpus or query file with an ``id`` column: that column is the id (``index build``, ``search --queries``,
    ``classify``), with no ``--id-column``.
 3. ``enroll`` with no ``--strategy``: nearest class centroid, recomputed here with numpy.
+4. ``mine --output hard.csv`` then ``train`` on it: the mined ``negative_1..N`` columns are the triplets'
+   negatives, none dropped.
 """
 
 from __future__ import annotations
@@ -230,3 +232,33 @@ def test_enroll_defaults_to_the_nearest_class_centroid(
     queries = default_model.encode([r["title"] for r in held_out], role="query")
     expected = [labels[i] for i in np.argmax(queries @ centroids.T, axis=1)]
     assert got == expected
+
+
+def test_mined_hard_negatives_train_as_triplets(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 30)
+    pairs = write_csv(
+        tmp_path / "train.csv", ["sentence1", "sentence2"], [[r["title"], r["description"]] for r in rows]
+    )
+    hard = tmp_path / "hard.csv"
+    mine = ["mine", "--pairs", str(pairs), "--negatives", "2", "--output", str(hard), "--no-progress"]
+    run_cli([*mine, "--model", str(tiny_model_dir)], capsys)
+    with hard.open(encoding="utf-8") as handle:
+        mined = list(csv.DictReader(handle))
+    assert list(mined[0]) == ["anchor", "positive", "negative_1", "negative_2"] and len(mined) >= 5
+
+    # what train reads from it: negative_1 is the triplet's negative, negative_2 a further one
+    triplets = textsiamese.data.read_triplets(hard)
+    assert triplets.negative == [row["negative_1"] for row in mined]
+    assert triplets.more_negatives == [[row["negative_2"]] for row in mined]
+
+    output = tmp_path / "runs" / "hard"
+    argv = ["train", "nli", "--output", str(output), "--no-progress", "--set", f"model.base={tiny_model_dir}"]
+    for setting in (f"data.train={hard}", "data.format=auto", "data.dev_limit=24", "max_steps=2"):
+        argv += ["--set", setting]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)  # the recipe's dev file is ../shared/data from the repository root
+        run_cli([*argv, "--set", "batch_size=4", "--set", "cache_batch_size=4", "--json"], capsys)
+    assert json.loads((output / "results.json").read_text())["steps"] == 2
+    assert (output / "final" / "config.json").is_file()
