@@ -8,6 +8,8 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
 3. ``enroll`` with no ``--strategy``: nearest class centroid, recomputed here with numpy.
 4. ``mine --output hard.csv`` then ``train`` on it: the mined ``negative_1..N`` columns are the triplets'
    negatives, none dropped.
+5. ``score`` then ``eval --task sts`` on the scored file: the gold column is the file's own, never the model's
+   score column (a correlation of 1.0 with itself); that mistake is refused with the column to name.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, s
     out, err = capsys.readouterr()
     assert status == 0, err
     return out, err
+
+
+def stsb_rows(shared_data: Path, count: int) -> list[list[str]]:
+    """The first ``count`` STS-B dev pairs as [sentence1, sentence2, gold score] (split on tabs: see the
+    data README)."""
+    with (shared_data / "stsb" / "sts-dev.csv").open(encoding="utf-8", newline="") as handle:
+        cells = [line.rstrip("\r\n").split("\t") for line in handle][:count]
+    return [[row[5], row[6], row[4]] for row in cells]
 
 
 def agnews_rows(shared_data: Path, count: int, skip: int = 0) -> list[dict[str, str]]:
@@ -262,3 +272,32 @@ def test_mined_hard_negatives_train_as_triplets(
         run_cli([*argv, "--set", "batch_size=4", "--set", "cache_batch_size=4", "--json"], capsys)
     assert json.loads((output / "results.json").read_text())["steps"] == 2
     assert (output / "final" / "config.json").is_file()
+
+
+def test_eval_on_a_scored_file_correlates_with_the_gold_not_with_the_score(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    eval_sts = ["eval", "--task", "sts", "--json", *model, "--data"]
+    # gold under its own name: score adds a 'score' column, which eval must not take as the gold
+    pairs = write_csv(
+        tmp_path / "pairs.csv", ["sentence1", "sentence2", "similarity"], stsb_rows(shared_data, 40)
+    )
+    scored = tmp_path / "scored.csv"
+    run_cli(["score", "--pairs", str(pairs), "--output", str(scored), *model], capsys)
+    assert scored.read_text(encoding="utf-8").splitlines()[0] == "sentence1,sentence2,similarity,score"
+    status = main([*eval_sts, str(scored)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert "column 'score'" in err and "own cosine similarities" in err and "--columns score=COLUMN" in err
+    assert "similarity" in err.rsplit("other columns", 1)[1]
+    out, _ = run_cli([*eval_sts, str(scored), "--columns", "score=similarity"], capsys)
+    real = json.loads(out)
+    out, _ = run_cli([*eval_sts, str(pairs), "--columns", "score=similarity"], capsys)
+    assert real == json.loads(out) and real["n"] == 40 and real["spearman"] < 0.99
+
+    # gold already called 'score': the model's goes to predicted_score and eval reads the gold unasked
+    gold = write_csv(tmp_path / "gold.csv", ["sentence1", "sentence2", "score"], stsb_rows(shared_data, 40))
+    run_cli(["score", "--pairs", str(gold), "--output", str(scored), *model], capsys)
+    out, _ = run_cli([*eval_sts, str(scored)], capsys)
+    assert json.loads(out) == real
