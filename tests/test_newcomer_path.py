@@ -10,6 +10,8 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
    negatives, none dropped.
 5. ``score`` then ``eval --task sts`` on the scored file: the gold column is the file's own, never the model's
    score column (a correlation of 1.0 with itself); that mistake is refused with the column to name.
+6. ``index build --text-column body --id-column doc`` then ``index add`` with neither: the index remembers
+   them (an index from before they were recorded keeps the old defaults).
 """
 
 from __future__ import annotations
@@ -301,3 +303,41 @@ def test_eval_on_a_scored_file_correlates_with_the_gold_not_with_the_score(
     run_cli(["score", "--pairs", str(gold), "--output", str(scored), *model], capsys)
     out, _ = run_cli([*eval_sts, str(scored)], capsys)
     assert json.loads(out) == real
+
+
+def test_index_add_reads_the_columns_index_build_was_given(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 30)
+    columns = ["doc", "label", "body"]
+    first = write_csv(
+        tmp_path / "news.csv",
+        columns,
+        [[f"n{i}", r["label"], r["description"]] for i, r in enumerate(rows[:20])],
+    )
+    more = write_csv(
+        tmp_path / "more.csv",
+        columns,
+        [[f"n{i}", r["label"], r["description"]] for i, r in enumerate(rows) if i >= 20],
+    )
+    index = tmp_path / "news.index"
+    build = ["index", "build", "--corpus", str(first), "--text-column", "body", "--id-column", "doc"]
+    run_cli([*build, "--output", str(index), "--model", str(tiny_model_dir), "--no-progress"], capsys)
+    _, err = run_cli(["index", "add", "--index", str(index), "--corpus", str(more), "--no-progress"], capsys)
+    assert "added 10 rows" in err
+    stored = textsiamese.Index.load(index)
+    assert stored.ids == [f"n{i}" for i in range(30)]
+    for i in (0, 25):
+        hit = stored.get(f"n{i}")
+        assert hit.text == rows[i]["description"] and hit.metadata == {"label": rows[i]["label"]}
+    out, _ = run_cli(["index", "info", "--index", str(index), "--json"], capsys)
+    assert json.loads(out)["corpus_columns"] == {"text_column": "body", "id_column": "doc"}
+
+    # a manifest written before the columns were recorded: add reads with the old defaults, as it did
+    manifest = index / "manifest.json"
+    old = json.loads(manifest.read_text(encoding="utf-8"))
+    del old["corpus_columns"]
+    manifest.write_text(json.dumps(old), encoding="utf-8")
+    assert textsiamese.Index.load(index).corpus_columns == {}
+    status = main(["index", "add", "--index", str(index), "--corpus", str(more), "--no-progress"])
+    assert status == 2 and "lacks column(s) 'text'" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import numpy as np
 
 from textsiamese.errors import ConfigError, InputError, ModelError
 from textsiamese.search.kinds import faiss_metric, get_kind, resolve_params, search_parameters, train
-from textsiamese.search.persistence import read_index_directory, write_index_directory
+from textsiamese.search.persistence import corpus_columns, read_index_directory, write_index_directory
 from textsiamese.search.rows import (
     Hit,
     RowTable,
@@ -102,6 +102,9 @@ class Index:
         self.fingerprint = fingerprint
         self.model_source = model_source
         self.tuning = tuning
+        # read_corpus keywords of the corpus file the rows came from (text_column, id_column), kept in the
+        # manifest so that later additions read their files the same way; empty when not built from a file
+        self.corpus_columns: dict[str, str] = {}
         self.model: Encoder | None = None
         self._rows = RowTable()
         self.read_only = False
@@ -513,6 +516,7 @@ class Index:
             "tuning": self.tuning,
             "count": len(self),
             "next_label": self._rows.next_label,
+            "corpus_columns": self.corpus_columns,
         }
         return write_index_directory(path, self._index, self._rows, description)
 
@@ -544,6 +548,7 @@ class Index:
             tuning=manifest.get("tuning"),
         )
         index._rows = stored.rows
+        index.corpus_columns = corpus_columns(manifest)
         index.read_only = mmap
         if model is not None:
             index.attach_model(model)
