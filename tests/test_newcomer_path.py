@@ -12,6 +12,8 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
    score column (a correlation of 1.0 with itself); that mistake is refused with the column to name.
 6. ``index build --text-column body --id-column doc`` then ``index add`` with neither: the index remembers
    them (an index from before they were recorded keeps the old defaults).
+7. ``search -k 20`` on a smaller index: every row, with one warning line, as FAISS users expect; ``-k 0`` is
+   still an error.
 """
 
 from __future__ import annotations
@@ -341,3 +343,29 @@ def test_index_add_reads_the_columns_index_build_was_given(
     assert textsiamese.Index.load(index).corpus_columns == {}
     status = main(["index", "add", "--index", str(index), "--corpus", str(more), "--no-progress"])
     assert status == 2 and "lacks column(s) 'text'" in capsys.readouterr().err
+
+
+def test_search_with_k_above_the_index_size_returns_every_row(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 8)
+    docs = write_csv(tmp_path / "docs.csv", ["text"], [[r["description"]] for r in rows])
+    run_cli(
+        ["index", "build", "--corpus", str(docs), "--model", str(tiny_model_dir), "--no-progress"], capsys
+    )
+    queries = write_csv(tmp_path / "queries.csv", ["text"], [[r["title"]] for r in rows[:3]])
+    search = ["search", "--index", str(tmp_path / "docs.index"), "--json"]
+    out, err = run_cli([*search, "--queries", str(queries), "-k", "20"], capsys)
+    assert (
+        err
+        == "textsiamese search: warning: k=20 is larger than the index (8 rows); returning 8 hits per query\n"
+    )
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 3
+    for record in records:
+        assert sorted(hit["id"] for hit in record["hits"]) == sorted(str(n) for n in range(1, 9))
+    out, _ = run_cli([*search, "--query", rows[0]["title"], "-k", "8"], capsys)
+    ranked = [hit["id"] for hit in records[0]["hits"]]
+    assert [hit["id"] for hit in json.loads(out)["hits"]] == ranked  # as if asked for exactly the index size
+    status = main([*search, "--query", "oil", "-k", "0"])
+    assert status == 2 and "-k 0 must be between 1" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -375,13 +376,24 @@ class Index:
 
     # ------------------------------------------------------------------ search
 
-    def _check_k(self, k: int) -> None:
+    def _check_k(self, k: int) -> int:
+        """The number of hits to search for: ``k``, or the index size with a warning when ``k`` is larger.
+
+        A top-k larger than the corpus asks for every row, so it gets them (as a FAISS user expects fewer hits
+        than asked, not an error); the warning points at the caller of :meth:`search` / :meth:`search_vectors`.
+        An empty index or ``k < 1`` cannot be answered and is a ConfigError.
+        """
         if len(self) == 0:
             raise ConfigError("the index is empty: add rows before searching")
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         if k > len(self):
-            raise ConfigError(f"k={k} is larger than the index ({len(self)} rows); use k <= {len(self)}")
+            warnings.warn(
+                f"k={k} is larger than the index ({len(self)} rows); returning {len(self)} hits per query",
+                stacklevel=3,
+            )
+            return len(self)
+        return k
 
     def _search_labels(
         self, matrix: np.ndarray, k: int, value: int | None = None
@@ -399,8 +411,9 @@ class Index:
 
     def search_vectors(self, vectors: Any, k: int = 10) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k for query vectors: scores (Q, k) float32 and ids per query (fewer than k where an
-        approximate index found fewer; their scores are NaN)."""
-        self._check_k(k)
+        approximate index found fewer; their scores are NaN). A ``k`` above the index size returns every row,
+        with a warning."""
+        k = self._check_k(k)
         scores, labels = self._search_labels(self._prepare(vectors), k)
         return self._rows.found_ids(scores, labels)
 
@@ -413,10 +426,11 @@ class Index:
         batch_size: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query: text queries go through the query tower, arrays are used as they are.
+        A ``k`` above the index size returns every row, with a warning.
 
         >>> index.search(["who won the match?"], k=3)[0][0].text  # doctest: +SKIP
         """
-        self._check_k(k)
+        k = self._check_k(k)
         if isinstance(queries, str):
             queries = [queries]
         if isinstance(queries, np.ndarray):
