@@ -318,8 +318,12 @@ def test_hnsw_compaction_after_removing_most_rows(
 
 def test_k_larger_than_the_index_and_empty_index() -> None:
     index = Index.from_vectors(clustered(5, D), kind="flat")
-    with pytest.raises(ConfigError, match="larger than the index"):
-        index.search_vectors(clustered(1, D), 6)
+    # more hits than rows: every row, with a warning (was: a ConfigError)
+    with pytest.warns(UserWarning, match=r"k=6 is larger than the index \(5 rows\); returning 5 hits"):
+        scores, found = index.search_vectors(clustered(2, D), 6)
+    assert scores.shape == (2, 5) and all(sorted(row) == sorted(index.ids) for row in found)
+    with pytest.warns(UserWarning, match="larger than the index"):
+        assert len(index.search(clustered(1, D), k=6)[0]) == 5
     with pytest.raises(ConfigError, match="at least 1"):
         index.search_vectors(clustered(1, D), 0)
     index.remove(index.ids)

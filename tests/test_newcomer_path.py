@@ -11,6 +11,14 @@ in order, through the CLI, on rows of ../shared/data, and checks what comes out.
 5. ``train`` again into a directory that holds a run: refused, nothing touched, until ``--resume`` or
    ``--overwrite``.
 6. What ``info`` and ``index remove`` print: aligned labels, "1 row".
+7. ``mine --output hard.csv`` then ``train`` on it: the mined ``negative_1..N`` columns are the triplets'
+   negatives, none dropped.
+8. ``score`` then ``eval --task sts`` on the scored file: the gold column is the file's own, never the model's
+   score column (a correlation of 1.0 with itself); that mistake is refused with the column to name.
+9. ``index build --text-column body --id-column doc`` then ``index add`` with neither: the index remembers
+   them (an index from before they were recorded keeps the old defaults).
+10. ``search -k 20`` on a smaller index: every row, with one warning line, as FAISS users expect; ``-k 0`` is
+   still an error.
 """
 
 from __future__ import annotations
@@ -35,6 +43,14 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, s
     out, err = capsys.readouterr()
     assert status == 0, err
     return out, err
+
+
+def stsb_rows(shared_data: Path, count: int) -> list[list[str]]:
+    """The first ``count`` STS-B dev pairs as [sentence1, sentence2, gold score] (split on tabs: see the
+    data README)."""
+    with (shared_data / "stsb" / "sts-dev.csv").open(encoding="utf-8", newline="") as handle:
+        cells = [line.rstrip("\r\n").split("\t") for line in handle][:count]
+    return [[row[5], row[6], row[4]] for row in cells]
 
 
 def agnews_rows(shared_data: Path, count: int, skip: int = 0) -> list[dict[str, str]]:
@@ -328,3 +344,126 @@ def test_info_aligns_its_labels_and_index_remove_counts_in_words(
     )
     _, err = run_cli(["index", "remove", "--index", str(tmp_path / "docs.index"), "--ids", "d1"], capsys)
     assert "removed 1 row; 1 row, flat" in err
+
+
+def test_mined_hard_negatives_train_as_triplets(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 30)
+    pairs = write_csv(
+        tmp_path / "train.csv", ["sentence1", "sentence2"], [[r["title"], r["description"]] for r in rows]
+    )
+    hard = tmp_path / "hard.csv"
+    mine = ["mine", "--pairs", str(pairs), "--negatives", "2", "--output", str(hard), "--no-progress"]
+    run_cli([*mine, "--model", str(tiny_model_dir)], capsys)
+    with hard.open(encoding="utf-8") as handle:
+        mined = list(csv.DictReader(handle))
+    assert list(mined[0]) == ["anchor", "positive", "negative_1", "negative_2"] and len(mined) >= 5
+
+    # what train reads from it: negative_1 is the triplet's negative, negative_2 a further one
+    triplets = textsiamese.data.read_triplets(hard)
+    assert triplets.negative == [row["negative_1"] for row in mined]
+    assert triplets.more_negatives == [[row["negative_2"]] for row in mined]
+
+    output = tmp_path / "runs" / "hard"
+    argv = ["train", "nli", "--output", str(output), "--no-progress", "--set", f"model.base={tiny_model_dir}"]
+    for setting in (f"data.train={hard}", "data.format=auto", "data.dev_limit=24", "max_steps=2"):
+        argv += ["--set", setting]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)  # the recipe's dev file is ../shared/data from the repository root
+        run_cli([*argv, "--set", "batch_size=4", "--set", "cache_batch_size=4", "--json"], capsys)
+    assert json.loads((output / "results.json").read_text())["steps"] == 2
+    assert (output / "final" / "config.json").is_file()
+
+
+def test_eval_on_a_scored_file_correlates_with_the_gold_not_with_the_score(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    eval_sts = ["eval", "--task", "sts", "--json", *model, "--data"]
+    # gold under its own name: score adds a 'score' column, which eval must not take as the gold
+    pairs = write_csv(
+        tmp_path / "pairs.csv", ["sentence1", "sentence2", "similarity"], stsb_rows(shared_data, 40)
+    )
+    scored = tmp_path / "scored.csv"
+    run_cli(["score", "--pairs", str(pairs), "--output", str(scored), *model], capsys)
+    assert scored.read_text(encoding="utf-8").splitlines()[0] == "sentence1,sentence2,similarity,score"
+    status = main([*eval_sts, str(scored)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert "column 'score'" in err and "own cosine similarities" in err and "--columns score=COLUMN" in err
+    assert "similarity" in err.rsplit("other columns", 1)[1]
+    out, _ = run_cli([*eval_sts, str(scored), "--columns", "score=similarity"], capsys)
+    real = json.loads(out)
+    out, _ = run_cli([*eval_sts, str(pairs), "--columns", "score=similarity"], capsys)
+    assert real == json.loads(out) and real["n"] == 40 and real["spearman"] < 0.99
+
+    # gold already called 'score': the model's goes to predicted_score and eval reads the gold unasked
+    gold = write_csv(tmp_path / "gold.csv", ["sentence1", "sentence2", "score"], stsb_rows(shared_data, 40))
+    run_cli(["score", "--pairs", str(gold), "--output", str(scored), *model], capsys)
+    out, _ = run_cli([*eval_sts, str(scored)], capsys)
+    assert json.loads(out) == real
+
+
+def test_index_add_reads_the_columns_index_build_was_given(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 30)
+    columns = ["doc", "label", "body"]
+    first = write_csv(
+        tmp_path / "news.csv",
+        columns,
+        [[f"n{i}", r["label"], r["description"]] for i, r in enumerate(rows[:20])],
+    )
+    more = write_csv(
+        tmp_path / "more.csv",
+        columns,
+        [[f"n{i}", r["label"], r["description"]] for i, r in enumerate(rows) if i >= 20],
+    )
+    index = tmp_path / "news.index"
+    build = ["index", "build", "--corpus", str(first), "--text-column", "body", "--id-column", "doc"]
+    run_cli([*build, "--output", str(index), "--model", str(tiny_model_dir), "--no-progress"], capsys)
+    _, err = run_cli(["index", "add", "--index", str(index), "--corpus", str(more), "--no-progress"], capsys)
+    assert "added 10 rows" in err
+    stored = textsiamese.Index.load(index)
+    assert stored.ids == [f"n{i}" for i in range(30)]
+    for i in (0, 25):
+        hit = stored.get(f"n{i}")
+        assert hit.text == rows[i]["description"] and hit.metadata == {"label": rows[i]["label"]}
+    out, _ = run_cli(["index", "info", "--index", str(index), "--json"], capsys)
+    assert json.loads(out)["corpus_columns"] == {"text_column": "body", "id_column": "doc"}
+
+    # a manifest written before the columns were recorded: add reads with the old defaults, as it did
+    manifest = index / "manifest.json"
+    old = json.loads(manifest.read_text(encoding="utf-8"))
+    del old["corpus_columns"]
+    manifest.write_text(json.dumps(old), encoding="utf-8")
+    assert textsiamese.Index.load(index).corpus_columns == {}
+    status = main(["index", "add", "--index", str(index), "--corpus", str(more), "--no-progress"])
+    assert status == 2 and "lacks column(s) 'text'" in capsys.readouterr().err
+
+
+def test_search_with_k_above_the_index_size_returns_every_row(
+    shared_data: Path, tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = agnews_rows(shared_data, 8)
+    docs = write_csv(tmp_path / "docs.csv", ["text"], [[r["description"]] for r in rows])
+    run_cli(
+        ["index", "build", "--corpus", str(docs), "--model", str(tiny_model_dir), "--no-progress"], capsys
+    )
+    queries = write_csv(tmp_path / "queries.csv", ["text"], [[r["title"]] for r in rows[:3]])
+    search = ["search", "--index", str(tmp_path / "docs.index"), "--json"]
+    out, err = run_cli([*search, "--queries", str(queries), "-k", "20"], capsys)
+    assert (
+        err
+        == "textsiamese search: warning: k=20 is larger than the index (8 rows); returning 8 hits per query\n"
+    )
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 3
+    for record in records:
+        assert sorted(hit["id"] for hit in record["hits"]) == sorted(str(n) for n in range(1, 9))
+    out, _ = run_cli([*search, "--query", rows[0]["title"], "-k", "8"], capsys)
+    ranked = [hit["id"] for hit in records[0]["hits"]]
+    assert [hit["id"] for hit in json.loads(out)["hits"]] == ranked  # as if asked for exactly the index size
+    status = main([*search, "--query", "oil", "-k", "0"])
+    assert status == 2 and "-k 0 must be between 1" in capsys.readouterr().err

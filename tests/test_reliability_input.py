@@ -552,8 +552,15 @@ def test_index_bad_input_cli_and_api(
 
     index = _build_index(tmp_path, tiny_model_dir, capsys)
     search = ["search", "--index", str(index), "--query", "a guitar", "--device", "cpu"]
-    status, stdout, err = run_cli([*search, "-k", "4"], capsys)
-    assert_one_line_error(status, err, "search", "-k 4")
+    # -k above the index size: every row, with one warning line (was: exit 2, "-k 4 must be between ...")
+    status, stdout, err = run_cli([*search, "-k", "4", "--json"], capsys)
+    assert status == 0 and len(json.loads(stdout)["hits"]) == 3, err
+    assert (
+        err
+        == "textsiamese search: warning: k=4 is larger than the index (3 rows); returning 3 hits per query\n"
+    )
+    status, stdout, err = run_cli([*search, "-k", "0"], capsys)
+    assert_one_line_error(status, err, "search", "-k 0")
     assert stdout == ""
     other = textsiamese.SiameseModel(tiny_lstm).save(tmp_path / "other")  # type: ignore[arg-type]
     status, _, err = run_cli([*search, "--model", str(other)], capsys)
@@ -561,8 +568,8 @@ def test_index_bad_input_cli_and_api(
     with pytest.raises(ModelError, match="fingerprint"):
         Index.load(index, model=textsiamese.load(other, device="cpu"))
     model = textsiamese.load(tiny_model_dir, device="cpu")
-    with pytest.raises(TextSiameseError, match="larger than the index"):
-        Index.load(index, model=model).search(["a guitar"], k=4)
+    with pytest.warns(UserWarning, match="larger than the index"):
+        assert len(Index.load(index, model=model).search(["a guitar"], k=4)[0]) == 3
 
     status, _, err = run_cli(["index", "remove", "--index", str(index), "--ids", "n1", "n2", "n3"], capsys)
     assert status == 0, err

@@ -414,6 +414,7 @@ def test_search_on_random_queries_and_k(
     lines = [line for line in text.split("\n") if line.strip()]
     if status == 0:  # JSON lines are separated by \n only (U+0085, U+2028 may appear raw inside them)
         results = [json.loads(line) for line in stdout.split("\n") if line]
-        assert len(results) == len(lines) and all(len(r["hits"]) == k for r in results)
+        # a k above the index size gets every row (with a warning), as FAISS users expect
+        assert len(results) == len(lines) and all(len(r["hits"]) == min(k, 5) for r in results)
     else:
-        assert not (1 <= k <= 5 and lines), err
+        assert not (k >= 1 and lines), err

@@ -180,8 +180,8 @@ def test_other_model_and_corrupted_index_are_refused(
         capsys,
     )
     assert status == 2 and "fingerprint" in err and err.count("\n") == 1
-    status, _, err = run_cli(["search", "--index", str(built_index), "--query", "x", "-k", "99"], capsys)
-    assert status == 2 and "-k 99" in err
+    status, _, err = run_cli(["search", "--index", str(built_index), "--query", "x", "-k", "0"], capsys)
+    assert status == 2 and "-k 0" in err
     (index_file,) = built_index.glob("index-*.faiss")
     index_file.write_bytes(index_file.read_bytes()[:-10])
     status, _, err = run_cli(

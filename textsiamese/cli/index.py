@@ -65,9 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_errors_option(build)
     build.set_defaults(func=run_build)
 
-    add = actions.add_parser("add", help="add corpus rows to an index", description="Add rows by id.")
+    add = actions.add_parser(
+        "add",
+        help="add corpus rows to an index",
+        description="Add rows by id. The corpus is read with the text and id columns that 'index build' was "
+        "given unless --text-column or --id-column name others.",
+    )
     add.add_argument("--index", required=True, metavar="DIR", help="index directory")
-    add_corpus_options(add)
+    add_corpus_options(add, remembered=True)
     add_model_options(add)
     add_errors_option(add)
     add.set_defaults(func=run_add)
@@ -86,10 +91,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=run_info)
 
 
-def add_corpus_options(parser: argparse.ArgumentParser) -> None:
-    """``--corpus``, ``--text-column``, ``--id-column``, ``--progress`` / ``--no-progress``."""
+def add_corpus_options(parser: argparse.ArgumentParser, remembered: bool = False) -> None:
+    """``--corpus``, ``--text-column``, ``--id-column``, ``--progress`` / ``--no-progress``.
+
+    ``remembered``: the command updates an index, whose manifest holds the build's columns; there the text
+    column defaults to None, meaning the recorded one (see :func:`run_add`)."""
     parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
-    parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
+    parser.add_argument(
+        "--text-column",
+        default=None if remembered else "text",
+        help="column holding the text (default: "
+        + ("the one the index was built with, else text)" if remembered else "text)"),
+    )
     add_id_column_option(parser)
     add_progress_option(parser)
 
@@ -148,6 +161,9 @@ def run_build(args: argparse.Namespace) -> int:
         show_progress=show_progress(args),
         model_source=str(getattr(model, "source", args.model) or "") or None,
     )
+    # recorded for index add; row numbers (--id-column "") are no column, and numbering an added file again
+    # would repeat the build's ids, so they are not recorded
+    index.corpus_columns = {key: value for key, value in given_corpus_columns(args).items() if value}
     index.save(output)
     print(f"textsiamese index: {describe(index)} -> {output}", file=sys.stderr)
     return 0
@@ -158,9 +174,8 @@ def run_add(args: argparse.Namespace) -> int:
     from textsiamese.search import Index
 
     index = Index.load(args.index)
-    corpus = read_corpus(
-        args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
-    )
+    columns = {**index.corpus_columns, **given_corpus_columns(args)}
+    corpus = read_corpus(args.corpus, errors=args.errors, **columns)
     load_index_model(args, index)
     added = index.add(
         corpus.texts,
@@ -172,6 +187,13 @@ def run_add(args: argparse.Namespace) -> int:
     index.save(args.index)
     print(f"textsiamese index: added {count(len(added), 'row')}; {describe(index)}", file=sys.stderr)
     return 0
+
+
+def given_corpus_columns(args: argparse.Namespace) -> dict[str, str]:
+    """The corpus columns named on the command line, as ``read_corpus`` keywords: what ``build`` records in
+    the manifest, and what overrides the recorded ones on ``add`` (where an unnamed one is None)."""
+    given = {"text_column": args.text_column, "id_column": args.id_column}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def run_remove(args: argparse.Namespace) -> int:
@@ -208,6 +230,7 @@ def run_info(args: argparse.Namespace) -> int:
         "params",
         "tuning",
         "model_source",
+        "corpus_columns",
         "model_fingerprint",
         "library_version",
         "faiss_version",

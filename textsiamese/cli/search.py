@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     index = Index.load(args.index, mmap=args.mmap)
     if args.k is None:
         args.k = max(1, min(10, len(index)))
-    if args.k < 1 or args.k > len(index):
+    if args.k < 1 or len(index) == 0:  # refused before the model loads; a larger -k is clamped by the index
         raise ConfigError(f"-k {args.k} must be between 1 and the index size ({len(index)})")
     if args.queries:
         corpus = read_corpus(

@@ -70,7 +70,8 @@ def read_triplets(
     columns: Mapping[str, str] | None = None,
     errors: str = "strict",
 ) -> TripletData:
-    """Read (anchor, positive, negative[, negative_2 …]) rows; ``format="snli"`` builds them from SNLI jsonl."""
+    """Read (anchor, positive, negative[, negative_2 …]) rows, or the ``anchor, positive, negative_1..N`` rows
+    ``textsiamese mine`` writes; ``format="snli"`` builds them from SNLI jsonl."""
     if format == "snli":
         return read_snli_triplets(path, errors=errors)
     table = read_table(path, None if format == "auto" else format, errors=errors)

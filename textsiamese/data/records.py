@@ -251,13 +251,21 @@ def pairs_from_table(
 
 
 def triplets_from_table(table: Table, *, columns: Mapping[str, str] | None = None) -> TripletData:
-    """Validate a table as (anchor, positive, negative[, negative_2 …]) triplets."""
+    """Validate a table as (anchor, positive, negative[, negative_2 …]) triplets.
+
+    The first negative is the ``negative`` column; a table without one (and no remapping of it) takes
+    ``negative_1``, so the ``anchor, positive, negative_1..N`` rows that ``textsiamese mine`` writes train as
+    they are. Every other ``negative_<n>`` column, in number order, is a further negative.
+    """
     mapping = dict(columns or {})
     anchor, positive, negative = (mapping.get(c, c) for c in TRIPLET_COLUMNS)
-    _require(table, dict.fromkeys([anchor, positive, negative], "columns"))
-    more = sorted(
+    numbered = sorted(
         (c for c in table.columns if c.startswith("negative_") and c[9:].isdigit()), key=lambda c: int(c[9:])
     )
+    if "negative" not in mapping and negative not in table.columns and "negative_1" in numbered:
+        negative = "negative_1"
+    _require(table, dict.fromkeys([anchor, positive, negative], "columns"))
+    more = [c for c in numbered if c != negative]
     return TripletData(
         anchor=[text_cell(table.source, row, anchor) for row in table.rows],
         positive=[text_cell(table.source, row, positive) for row in table.rows],

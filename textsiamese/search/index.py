@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ import numpy as np
 
 from textsiamese.errors import ConfigError, InputError, ModelError
 from textsiamese.search.kinds import faiss_metric, get_kind, resolve_params, search_parameters, train
-from textsiamese.search.persistence import read_index_directory, write_index_directory
+from textsiamese.search.persistence import corpus_columns, read_index_directory, write_index_directory
 from textsiamese.search.rows import (
     Hit,
     RowTable,
@@ -102,6 +103,9 @@ class Index:
         self.fingerprint = fingerprint
         self.model_source = model_source
         self.tuning = tuning
+        # read_corpus keywords of the corpus file the rows came from (text_column, id_column), kept in the
+        # manifest so that later additions read their files the same way; empty when not built from a file
+        self.corpus_columns: dict[str, str] = {}
         self.model: Encoder | None = None
         self._rows = RowTable()
         self.read_only = False
@@ -372,13 +376,24 @@ class Index:
 
     # ------------------------------------------------------------------ search
 
-    def _check_k(self, k: int) -> None:
+    def _check_k(self, k: int) -> int:
+        """The number of hits to search for: ``k``, or the index size with a warning when ``k`` is larger.
+
+        A top-k larger than the corpus asks for every row, so it gets them (as a FAISS user expects fewer hits
+        than asked, not an error); the warning points at the caller of :meth:`search` / :meth:`search_vectors`.
+        An empty index or ``k < 1`` cannot be answered and is a ConfigError.
+        """
         if len(self) == 0:
             raise ConfigError("the index is empty: add rows before searching")
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         if k > len(self):
-            raise ConfigError(f"k={k} is larger than the index ({len(self)} rows); use k <= {len(self)}")
+            warnings.warn(
+                f"k={k} is larger than the index ({len(self)} rows); returning {len(self)} hits per query",
+                stacklevel=3,
+            )
+            return len(self)
+        return k
 
     def _search_labels(
         self, matrix: np.ndarray, k: int, value: int | None = None
@@ -396,8 +411,9 @@ class Index:
 
     def search_vectors(self, vectors: Any, k: int = 10) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k for query vectors: scores (Q, k) float32 and ids per query (fewer than k where an
-        approximate index found fewer; their scores are NaN)."""
-        self._check_k(k)
+        approximate index found fewer; their scores are NaN). A ``k`` above the index size returns every row,
+        with a warning."""
+        k = self._check_k(k)
         scores, labels = self._search_labels(self._prepare(vectors), k)
         return self._rows.found_ids(scores, labels)
 
@@ -410,10 +426,11 @@ class Index:
         batch_size: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query: text queries go through the query tower, arrays are used as they are.
+        A ``k`` above the index size returns every row, with a warning.
 
         >>> index.search(["who won the match?"], k=3)[0][0].text  # doctest: +SKIP
         """
-        self._check_k(k)
+        k = self._check_k(k)
         if isinstance(queries, str):
             queries = [queries]
         if isinstance(queries, np.ndarray):
@@ -513,6 +530,7 @@ class Index:
             "tuning": self.tuning,
             "count": len(self),
             "next_label": self._rows.next_label,
+            "corpus_columns": self.corpus_columns,
         }
         return write_index_directory(path, self._index, self._rows, description)
 
@@ -544,6 +562,7 @@ class Index:
             tuning=manifest.get("tuning"),
         )
         index._rows = stored.rows
+        index.corpus_columns = corpus_columns(manifest)
         index.read_only = mmap
         if model is not None:
             index.attach_model(model)

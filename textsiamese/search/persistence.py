@@ -35,6 +35,22 @@ class StoredIndex:
     manifest: dict[str, Any]
 
 
+# The read_corpus keywords a manifest may record for the corpus file the index was built from.
+CORPUS_COLUMN_KEYS = ("text_column", "id_column")
+
+
+def corpus_columns(manifest: dict[str, Any]) -> dict[str, str]:
+    """The corpus columns recorded at build time, as ``read_corpus`` keywords (``text_column``, ``id_column``).
+
+    ``index add`` reads its new rows with them unless told otherwise, so a corpus built with
+    ``--text-column body`` needs no second ``--text-column``. A manifest from before they were recorded, or
+    from an index built in Python, has none: ``{}``, so ``read_corpus``'s own defaults apply."""
+    recorded = manifest.get("corpus_columns")
+    if not isinstance(recorded, dict):
+        return {}
+    return {key: str(recorded[key]) for key in CORPUS_COLUMN_KEYS if recorded.get(key)}
+
+
 def _library_version() -> str:
     from textsiamese import __version__
 
@@ -54,7 +70,8 @@ def write_index_directory(
     directory; a failure removes the new files and leaves the previous generation in use.
 
     ``description`` is the manifest's account of the index (model fingerprint and source, dimension, metric,
-    kind, params, tuning, count, next_label), written between the format header and the file entries."""
+    kind, params, tuning, count, next_label, corpus_columns), written between the format header and the file
+    entries."""
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     generation = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
