@@ -21,8 +21,8 @@ import torch
 
 from textsiamese.config import ModelConfig
 from textsiamese.errors import ModelError
+from textsiamese.inference.onnx import check_backend
 from textsiamese.model import SiameseModel
-from textsiamese.onnx_backend import check_backend
 from textsiamese.towers import TransformerTower
 
 # Files that hold pickled tensors (torch.save and friends): never opened.

@@ -28,18 +28,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from textsiamese.accelerate import (
+from textsiamese.config import ROLES, ModelConfig
+from textsiamese.data.writers import replace_directory
+from textsiamese.distances import get_distance
+from textsiamese.errors import ConfigError, ModelError
+from textsiamese.inference.onnx import OnnxTower, check_backend, onnx_tower
+from textsiamese.inference.precision import (
     autocast_for,
     check_precision,
     default_batch_size,
     quantize_dynamic_int8,
     weights_version,
 )
-from textsiamese.config import ROLES, ModelConfig
-from textsiamese.data.writers import replace_directory
-from textsiamese.distances import get_distance
-from textsiamese.errors import ConfigError, ModelError
-from textsiamese.onnx_backend import OnnxTower, check_backend, onnx_tower
 from textsiamese.towers import LSTMTower, Tower, TransformerTower, tower_class
 from textsiamese.towers.base import pad_flat
 
@@ -150,18 +150,18 @@ class SiameseModel(nn.Module):
         padded without per-row Python, and run under inference mode (bf16 autocast, pinned memory and
         non-blocking copies on CUDA). Memory beyond the (N, dimension) result is bounded by the chunk size.
         ``batch_size`` defaults to 16 texts per forward pass on CPU and 64 on CUDA
-        (``accelerate.default_batch_size``). ``normalize`` defaults to the model's own setting. A single
-        string gives a 1-D vector. Texts longer than the tower's maximum are truncated, with one
+        (``inference.precision.default_batch_size``). ``normalize`` defaults to the model's own setting.
+        A single string gives a 1-D vector. Texts longer than the tower's maximum are truncated, with one
         ``TruncationWarning`` per call giving the count.
 
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
         ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
         ``"bf16"`` (autocast, CPU or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower,
-        built once and cached); see ``textsiamese.accelerate``. ``backend``: ``"torch"`` or ``"onnx"``
-        (default: ``model.backend``, which ``load(..., backend=)`` sets and is ``"torch"`` otherwise; CPU,
-        transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
+        built once and cached); see ``textsiamese.inference.precision``. ``backend``: ``"torch"`` or
+        ``"onnx"`` (default: ``model.backend``, which ``load(..., backend=)`` sets and is ``"torch"``
+        otherwise; CPU, transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
         ``auto`` / ``fp32``, int8 weights per channel for ``int8``; needs the ``onnx`` extra; see
-        ``textsiamese.onnx_backend``). ``out``: a float32 (N, dimension) array to
+        ``textsiamese.inference.onnx``). ``out``: a float32 (N, dimension) array to
         fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
         is returned.
         """
