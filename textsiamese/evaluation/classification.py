@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from textsiamese.calibration import (
+from textsiamese.decisions.calibration import (
     apply_threshold,
     choose_threshold,
     closeness,
