@@ -2,7 +2,7 @@
 
 Labels follow the library's one convention, written down in the ``textsiamese.losses`` docstring:
 1 = similar. Files that say 0 = same are read with ``label_convention="0=similar"`` and flipped here, at the
-edge (``LABEL_CONVENTIONS`` is ``textsiamese.labels.CONVENTIONS``). Scores are finite floats.
+edge (``LABEL_CONVENTIONS`` is ``textsiamese.losses.labels.CONVENTIONS``). Scores are finite floats.
 
 Empty or whitespace-only texts are rejected with an error naming the cell: encoding them silently gives every
 empty text the same vector, which hides data bugs.
@@ -17,7 +17,7 @@ from typing import Any
 
 from textsiamese.data.tables import Row, Table, column_list
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.labels import CONVENTIONS
+from textsiamese.losses.labels import CONVENTIONS
 
 LABEL_CONVENTIONS = CONVENTIONS
 PAIR_COLUMNS = ("sentence1", "sentence2")

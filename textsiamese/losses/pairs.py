@@ -15,8 +15,8 @@ from torch import nn
 
 from textsiamese.distances import CosineSimilarity, Distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError
 from textsiamese.losses.base import SiameseLoss, check_pair_shapes, resolve_distance
+from textsiamese.losses.labels import LabelError
 
 
 class ContrastiveLoss(SiameseLoss):
