@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import textsiamese
-import textsiamese.model as model_module
+import textsiamese.model.siamese as model_module
 from textsiamese import SiameseModel
 from textsiamese.accelerate import (
     cpu_has_native_bf16,

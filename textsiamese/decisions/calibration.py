@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, InputError, ModelError
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.data import PairData

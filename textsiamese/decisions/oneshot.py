@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from textsiamese.data.writers import replace_directory
-from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, InputError, ModelError
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.model import SiameseModel

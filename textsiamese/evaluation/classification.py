@@ -38,8 +38,8 @@ from textsiamese.decisions.calibration import (
     probabilities,
     raw_probabilities,
 )
-from textsiamese.distances import get_distance
 from textsiamese.errors import InputError
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.data import PairData

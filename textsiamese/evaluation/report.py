@@ -54,7 +54,7 @@ def _readable(path: Path) -> None:
 
 
 def _is_similarity(metric: str) -> bool:
-    from textsiamese.distances import get_distance
+    from textsiamese.model.distances import get_distance
 
     return get_distance(metric).higher_is_closer
 

@@ -35,7 +35,7 @@ Label convention (the one place it is written down)
 * **Class labels** (labelled family, miners) are whole-number class ids; equal ids = same class.
 * **Ranking** needs no labels: document i is the positive of query i.
 
-Distances: losses with a ``distance=`` option accept any name of ``textsiamese.distances.DISTANCES`` (or a
+Distances: losses with a ``distance=`` option accept any name of ``textsiamese.model.distances.DISTANCES`` (or a
 ``Distance``). Margin losses read the non-negative dissimilarity (cosine as ``1 − cos``) and refuse ``dot``.
 
 >>> import torch

@@ -11,9 +11,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from textsiamese.distances import Distance, get_distance
 from textsiamese.errors import ConfigError
 from textsiamese.losses.labels import LabelError, binary_labels, class_labels, float_scores
+from textsiamese.model.distances import Distance, get_distance
 
 FAMILIES = ("pair", "triplet", "labelled", "ranking")
 

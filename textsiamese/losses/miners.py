@@ -23,10 +23,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
-from textsiamese.distances import Distance, get_distance
 from textsiamese.errors import ConfigError
 from textsiamese.losses.labels import class_labels
 from textsiamese.losses.registry import build
+from textsiamese.model.distances import Distance, get_distance
 
 
 @dataclass(frozen=True)

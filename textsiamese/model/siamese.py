@@ -28,9 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from textsiamese.config import ROLES, ModelConfig
 from textsiamese.data.writers import replace_directory
-from textsiamese.distances import get_distance
 from textsiamese.errors import ConfigError, ModelError
 from textsiamese.inference.onnx import OnnxTower, check_backend, onnx_tower
 from textsiamese.inference.precision import (
@@ -40,6 +38,8 @@ from textsiamese.inference.precision import (
     quantize_dynamic_int8,
     weights_version,
 )
+from textsiamese.model.config import ROLES, ModelConfig
+from textsiamese.model.distances import get_distance
 from textsiamese.towers import LSTMTower, Tower, TransformerTower, tower_class
 from textsiamese.towers.base import pad_flat
 
