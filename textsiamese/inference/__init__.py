@@ -1,9 +1,11 @@
 """Encoding speed: everything between a list of texts and its vectors that decides how fast they come.
 
+``pipeline`` is the batched encode loop (tokenizing in length-sorted chunks on a worker thread, padding
+from flat id arrays, CUDA staging, concurrent ONNX batches, the output array and progress bar);
 ``precision`` chooses the arithmetic (``auto`` / ``fp32`` / ``bf16`` autocast, ``int8`` dynamic
 quantisation) and the default batch size per device; ``onnx`` runs a transformer tower's forward in ONNX
-Runtime on CPU instead of torch. ``SiameseModel.encode`` picks among them; nothing here changes what a
-model is or how it is trained.
+Runtime on CPU instead of torch. ``SiameseModel.encode`` resolves its arguments and hands the work to
+``pipeline``; nothing here changes what a model is, what it computes, or how it is trained.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from textsiamese.inference.onnx import (
     export_tower,
     onnx_tower,
 )
+from textsiamese.inference.pipeline import ENCODE_CHUNK, encode_into, output_array, progress_bar
 from textsiamese.inference.precision import (
     PRECISIONS,
     autocast_for,
@@ -35,6 +38,7 @@ from textsiamese.inference.precision import (
 
 __all__ = [
     "BACKENDS",
+    "ENCODE_CHUNK",
     "ONNX_PRECISIONS",
     "PRECISIONS",
     "OnnxTower",
@@ -47,9 +51,12 @@ __all__ = [
     "cpu_has_vnni",
     "cpu_session",
     "default_batch_size",
+    "encode_into",
     "export_tower",
     "onnx_tower",
+    "output_array",
     "parse_cpu_flags",
+    "progress_bar",
     "quantize_dynamic_int8",
     "resolve_precision",
     "torch_threads",

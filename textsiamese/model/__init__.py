@@ -10,16 +10,11 @@ How fast encoding runs lives in ``textsiamese.inference``; what a score means, i
 
 from __future__ import annotations
 
+from textsiamese.inference.pipeline import ENCODE_CHUNK
 from textsiamese.model.config import ROLES, ModelConfig
 from textsiamese.model.distances import DISTANCES, Distance, get_distance
 from textsiamese.model.loading import default_model_path, load, resolve_model_directory
-from textsiamese.model.siamese import (
-    CONFIG_FILE,
-    ENCODE_CHUNK,
-    WEIGHTS_FILE,
-    SiameseModel,
-    TruncationWarning,
-)
+from textsiamese.model.siamese import CONFIG_FILE, WEIGHTS_FILE, SiameseModel, TruncationWarning
 
 # Attributes the single-module textsiamese.model had; tests read save_model through this path (a patch
 # must target the module that calls it: textsiamese.model.siamese).
