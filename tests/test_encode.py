@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import textsiamese
-import textsiamese.model as model_module
+import textsiamese.inference.pipeline as pipeline_module
 from textsiamese import SiameseModel
 from textsiamese.accelerate import (
     cpu_has_native_bf16,
@@ -70,7 +70,7 @@ def test_chunked_encode_keeps_input_order(
 ) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer)
     one_by_one = np.stack([model.encode(text) for text in TEXTS])
-    monkeypatch.setattr(model_module, "ENCODE_CHUNK", chunk)
+    monkeypatch.setattr(pipeline_module, "ENCODE_CHUNK", chunk)
     # Batches of other sizes differ by float32 rounding only (BATCH_ROUNDING); an order mix-up moves whole vectors.
     for batch_size in (1, 3, 64):
         np.testing.assert_allclose(
@@ -101,7 +101,7 @@ def test_default_batch_follows_the_device(tiny_transformer) -> None:  # type: ig
 
 
 def test_truncation_is_counted_across_chunks(tiny_transformer, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(model_module, "ENCODE_CHUNK", 2)
+    monkeypatch.setattr(pipeline_module, "ENCODE_CHUNK", 2)
     model = SiameseModel(tiny_transformer)
     texts = ["dog " * 100, "short", "cat " * 50, "a cat", "man " * 40]
     with pytest.warns(TruncationWarning, match="3 of 5 texts were longer than 32 tokens") as record:
@@ -300,7 +300,7 @@ def test_int8_and_bf16_stay_close_to_fp32_on_the_real_model(default_model: Siame
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_encode_matches_cpu_in_input_order(tiny_transformer, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(model_module, "ENCODE_CHUNK", 4)  # several chunks: staged copies back per chunk
+    monkeypatch.setattr(pipeline_module, "ENCODE_CHUNK", 4)  # several chunks: staged copies back per chunk
     model = SiameseModel(tiny_transformer, normalize=True)
     cpu = model.encode(TEXTS, batch_size=3, device="cpu")
     for precision in ("auto", "fp32", "bf16"):

@@ -2,7 +2,7 @@
 
 Labels follow the library's one convention, written down in the ``textsiamese.losses`` docstring:
 1 = similar. Files that say 0 = same are read with ``label_convention="0=similar"`` and flipped here, at the
-edge (``LABEL_CONVENTIONS``, re-exported as ``textsiamese.labels.CONVENTIONS`` for the tensor checks; it lives
+edge (``LABEL_CONVENTIONS``, re-exported as ``textsiamese.losses.labels.CONVENTIONS`` for the tensor checks; it lives
 here, in torch-free code, so that reading files never imports torch). Scores are finite floats.
 
 Empty or whitespace-only texts are rejected with an error naming the cell: encoding them silently gives every

@@ -15,7 +15,7 @@ percent) plus ``task`` and ``n``, the form ``textsiamese eval --json`` prints an
 
 from __future__ import annotations
 
-from textsiamese.calibration import expected_calibration_error
+from textsiamese.decisions.calibration import expected_calibration_error
 from textsiamese.evaluation.classification import (
     ClassificationOutcome,
     average_precision,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from textsiamese.calibration import (
+from textsiamese.decisions.calibration import (
     apply_threshold,
     choose_threshold,
     closeness,
@@ -38,8 +38,8 @@ from textsiamese.calibration import (
     probabilities,
     raw_probabilities,
 )
-from textsiamese.distances import get_distance
 from textsiamese.errors import InputError
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.data import PairData

@@ -54,7 +54,7 @@ def _readable(path: Path) -> None:
 
 
 def _is_similarity(metric: str) -> bool:
-    from textsiamese.distances import get_distance
+    from textsiamese.model.distances import get_distance
 
     return get_distance(metric).higher_is_closer
 
@@ -143,7 +143,7 @@ def plot_roc_pr(
 
 
 def plot_reliability(path: Path, curves: Mapping[str, np.ndarray], labels: np.ndarray) -> Path:
-    from textsiamese.calibration import expected_calibration_error, reliability_curve
+    from textsiamese.decisions.calibration import expected_calibration_error, reliability_curve
 
     fig = _figure(5.5, 5.0)
     ax = fig.subplots()

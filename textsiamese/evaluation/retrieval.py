@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from textsiamese.distances import get_distance
 from textsiamese.errors import InputError
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.data import PairData

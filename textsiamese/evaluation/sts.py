@@ -10,8 +10,8 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 from textsiamese.data import PairData
-from textsiamese.distances import get_distance
 from textsiamese.errors import InputError
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.model import SiameseModel

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from textsiamese.distances import get_distance
+from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.data import TripletData

@@ -1,4 +1,4 @@
-"""What every loss shares: the base class and the input checks (label checks live in ``textsiamese.labels``).
+"""What every loss shares: the base class and the input checks (label checks live in ``losses.labels``).
 
 Kept apart from ``textsiamese.losses`` (the registry) so that the loss modules can import it without a cycle.
 The label convention these checks enforce is documented once, in the ``textsiamese.losses`` docstring.
@@ -11,9 +11,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from textsiamese.distances import Distance, get_distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError, binary_labels, class_labels, float_scores
+from textsiamese.losses.labels import LabelError, binary_labels, class_labels, float_scores
+from textsiamese.model.distances import Distance, get_distance
 
 FAMILIES = ("pair", "triplet", "labelled", "ranking")
 

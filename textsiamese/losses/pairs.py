@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textsiamese.distances import CosineSimilarity, Distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError
 from textsiamese.losses.base import SiameseLoss, check_pair_shapes, resolve_distance
+from textsiamese.losses.labels import LabelError
+from textsiamese.model.distances import CosineSimilarity, Distance
 
 
 class ContrastiveLoss(SiameseLoss):

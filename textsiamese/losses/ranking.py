@@ -13,9 +13,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from textsiamese.distances import Distance
 from textsiamese.errors import ConfigError
 from textsiamese.losses.base import SiameseLoss, resolve_distance
+from textsiamese.model.distances import Distance
 
 
 class MultipleNegativesRankingLoss(SiameseLoss):

@@ -14,11 +14,11 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from textsiamese.distances import Distance
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError
 from textsiamese.losses.base import SiameseLoss, resolve_distance
-from textsiamese.miners import AllTripletsMiner, BatchHardMiner, SemiHardMiner, TripletIndices
+from textsiamese.losses.labels import LabelError
+from textsiamese.losses.miners import AllTripletsMiner, BatchHardMiner, SemiHardMiner, TripletIndices
+from textsiamese.model.distances import Distance
 
 
 def _check_margin(margin: float, loss: str) -> float:

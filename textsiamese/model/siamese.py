@@ -7,41 +7,35 @@ so a shared tower is one module (its weights saved once) and an untied pair is t
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import hashlib
-import itertools
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from textsiamese.accelerate import (
+from textsiamese.data.writers import replace_directory
+from textsiamese.errors import ConfigError, ModelError
+from textsiamese.inference.onnx import OnnxTower, check_backend, onnx_tower
+from textsiamese.inference.pipeline import encode_into, output_array, progress_bar
+from textsiamese.inference.precision import (
     autocast_for,
     check_precision,
     default_batch_size,
     quantize_dynamic_int8,
     weights_version,
 )
-from textsiamese.config import ROLES, ModelConfig
-from textsiamese.data.writers import replace_directory
-from textsiamese.distances import get_distance
-from textsiamese.errors import ConfigError, ModelError
-from textsiamese.onnx_backend import OnnxTower, check_backend, onnx_tower
-from textsiamese.towers import LSTMTower, Tower, TransformerTower, tower_class
-from textsiamese.towers.base import pad_flat
+from textsiamese.model.config import ROLES, ModelConfig
+from textsiamese.model.distances import get_distance
+from textsiamese.towers import Tower, tower_class
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -145,23 +139,23 @@ class SiameseModel(nn.Module):
     ) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
 
-        Texts are tokenized in chunks of ``ENCODE_CHUNK`` (the next chunk on a worker thread while the current
-        one computes), each chunk sorted by token length so every batch pads only to its own longest member,
-        padded without per-row Python, and run under inference mode (bf16 autocast, pinned memory and
-        non-blocking copies on CUDA). Memory beyond the (N, dimension) result is bounded by the chunk size.
+        The loop lives in ``textsiamese.inference.pipeline``: texts are tokenized in chunks of
+        ``ENCODE_CHUNK`` (the next chunk on a worker thread while the current one computes), each chunk
+        sorted by token length so every batch pads only to its own longest member, padded without per-row
+        Python, and run under inference mode (bf16 autocast, pinned memory and non-blocking copies on CUDA). Memory beyond the (N, dimension) result is bounded by the chunk size.
         ``batch_size`` defaults to 16 texts per forward pass on CPU and 64 on CUDA
-        (``accelerate.default_batch_size``). ``normalize`` defaults to the model's own setting. A single
-        string gives a 1-D vector. Texts longer than the tower's maximum are truncated, with one
+        (``inference.precision.default_batch_size``). ``normalize`` defaults to the model's own setting.
+        A single string gives a 1-D vector. Texts longer than the tower's maximum are truncated, with one
         ``TruncationWarning`` per call giving the count.
 
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
         ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
         ``"bf16"`` (autocast, CPU or CUDA) or ``"int8"`` (CPU only: a dynamically quantised copy of the tower,
-        built once and cached); see ``textsiamese.accelerate``. ``backend``: ``"torch"`` or ``"onnx"``
-        (default: ``model.backend``, which ``load(..., backend=)`` sets and is ``"torch"`` otherwise; CPU,
-        transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
+        built once and cached); see ``textsiamese.inference.precision``. ``backend``: ``"torch"`` or
+        ``"onnx"`` (default: ``model.backend``, which ``load(..., backend=)`` sets and is ``"torch"``
+        otherwise; CPU, transformer towers: the tower exported once and run by ONNX Runtime, fp32 for
         ``auto`` / ``fp32``, int8 weights per channel for ``int8``; needs the ``onnx`` extra; see
-        ``textsiamese.onnx_backend``). ``out``: a float32 (N, dimension) array to
+        ``textsiamese.inference.onnx``). ``out``: a float32 (N, dimension) array to
         fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
         is returned.
         """
@@ -178,27 +172,16 @@ class SiameseModel(nn.Module):
         batch_size = batch_size or default_batch_size(target)
         check_precision(precision, target)
         normalize = self.normalize if normalize is None else normalize
-        shape = (len(items), tower.dimension)
-        if out is None:
-            output = np.empty(shape, dtype=np.float32)
-        elif out.shape != shape or out.dtype != np.float32:
-            raise ConfigError(f"out must be a float32 array of shape {shape}, not {out.dtype} {out.shape}")
-        else:
-            output = out
+        output = output_array(out, (len(items), tower.dimension))
         if not items:
             return output
         was_training = self.training
         self.eval()
-        runner: Any = tower
-        if backend == "onnx":
-            runner = self._onnx_tower(role, precision)
-            precision = "fp32"  # torch autocast has no say over ONNX Runtime
-        elif precision == "int8":
-            runner = self._int8_tower(role)
-        progress = _progress(len(items), show_progress, f"encode ({role})")
+        runner, precision = self._runner(role, backend, precision)
+        progress = progress_bar(len(items), show_progress, f"encode ({role})")
         try:
             with autocast_for(precision, target):
-                truncated = _encode_into(runner, items, output, batch_size, normalize, target, progress)
+                truncated = encode_into(runner, items, output, batch_size, normalize, target, progress)
         finally:
             progress.close()
             self.train(was_training)
@@ -210,6 +193,16 @@ class SiameseModel(nn.Module):
                 stacklevel=2,
             )
         return output[0] if single else output
+
+    def _runner(self, role: str, backend: str, precision: str) -> tuple[Any, str]:
+        """What runs ``role``'s batches, and the autocast precision to run it under: the tower itself, its
+        cached int8 copy, or its cached ONNX Runtime stand-in (under fp32: torch autocast has no say over ONNX
+        Runtime)."""
+        if backend == "onnx":
+            return self._onnx_tower(role, precision), "fp32"
+        if precision == "int8":
+            return self._int8_tower(role), precision
+        return self.tower(role), precision
 
     def _int8_tower(self, role: str) -> Tower:
         """The cached int8 dynamically-quantised copy of ``role``'s tower, rebuilt if its weights changed."""
@@ -354,155 +347,6 @@ class SiameseModel(nn.Module):
         return model
 
 
-# Texts tokenized and length-sorted together. Sorting within a chunk (rather than the whole input) keeps the
-# token ids of only two chunks in memory at a time, and batches of a 16k-text chunk pad almost as little as a
-# global sort would.
-ENCODE_CHUNK = 16_384
-_PADDING_COLLATES = (TransformerTower.collate, LSTMTower.collate)
-
-
-@dataclass
-class _Chunk:
-    """One tokenized chunk, rows reordered longest first and stored back to back."""
-
-    start: int  # index of the chunk's first text in the input
-    order: np.ndarray  # input positions (within the chunk) in sorted order
-    lengths: np.ndarray  # token counts in sorted order
-    offsets: np.ndarray  # where each sorted row starts in ``flat`` (len + 1 entries)
-    flat: np.ndarray  # all ids of the chunk, sorted rows back to back
-    truncated: int
-
-
-def _tokenize_chunk(tower: Tower, texts: Sequence[str], start: int) -> _Chunk:
-    tokens = tower.tokenize(texts)
-    lengths = np.fromiter(map(len, tokens.ids), dtype=np.int64, count=len(tokens.ids))
-    # Longest first: a batch too large for memory fails at once, not at the end. Stable, so ties keep order.
-    order = np.argsort(-lengths, kind="stable")
-    sorted_ids = [tokens.ids[i] for i in order.tolist()]
-    lengths = lengths[order]
-    flat = np.fromiter(itertools.chain.from_iterable(sorted_ids), dtype=np.int64, count=int(lengths.sum()))
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return _Chunk(start, order, lengths, offsets, flat, tokens.truncated)
-
-
-def _chunks(tower: Tower, items: Sequence[str]) -> Iterator[_Chunk]:
-    """Tokenized chunks in input order; chunk k + 1 is tokenized on a worker thread while k is encoded.
-
-    The fast (Rust) tokenizer releases the GIL, so on a GPU the tokenizer keeps ahead of the model; on CPU
-    the overlap is small but free. At most two chunks exist at once.
-    """
-    starts = range(0, len(items), ENCODE_CHUNK)
-    if len(starts) == 1:
-        yield _tokenize_chunk(tower, items, 0)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textsiamese-tokenize") as pool:
-        pending = pool.submit(_tokenize_chunk, tower, items[:ENCODE_CHUNK], 0)
-        for start in starts:
-            chunk = pending.result()
-            following = start + ENCODE_CHUNK
-            if following < len(items):
-                pending = pool.submit(
-                    _tokenize_chunk, tower, items[following : following + ENCODE_CHUNK], following
-                )
-            yield chunk
-
-
-def _encode_into(
-    tower: Tower,
-    items: Sequence[str],
-    output: np.ndarray,
-    batch_size: int,
-    normalize: bool,
-    target: torch.device,
-    progress: Any,
-) -> int:
-    """Encode ``items`` into ``output`` (N, D) float32 in input order; returns how many were truncated.
-
-    ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk. The ONNX Runtime
-    stand-in with ``workers`` > 1 has that many of a chunk's batches run at once on worker threads
-    (``OnnxTower.concurrent``); a chunk of one batch runs alone, on all threads.
-    """
-    cuda = target.type == "cuda"
-    pad_id = int(getattr(tower, "pad_id", 0))
-    # Towers whose collate is plain right-padding are padded here straight from the chunk's flat ids.
-    custom_collate = type(tower).collate not in _PADDING_COLLATES
-    truncated = 0
-
-    Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
-    workers, concurrent = (tower.workers, tower.concurrent) if isinstance(tower, OnnxTower) else (1, tower)
-
-    def encode_batch(
-        chunk: _Chunk, begin: int, end: int, staged: torch.Tensor | None, forward: Forward
-    ) -> int:
-        lengths = chunk.lengths[begin:end]
-        if custom_collate:
-            ids = [
-                chunk.flat[a:b].tolist()
-                for a, b in zip(chunk.offsets[begin:end], chunk.offsets[begin + 1 : end + 1], strict=True)
-            ]
-            features = tower.collate(ids)
-        else:
-            flat = chunk.flat[chunk.offsets[begin] : chunk.offsets[end]]
-            input_ids, mask = pad_flat(flat, lengths, int(lengths[0]) or 1, pad_id)
-            features = {"input_ids": input_ids, "attention_mask": mask}
-        with torch.inference_mode():  # thread-local: set again on worker threads
-            if cuda:
-                features = {k: v.pin_memory().to(target, non_blocking=True) for k, v in features.items()}
-            vectors = forward(features).float()
-            if normalize:
-                vectors = F.normalize(vectors, dim=-1)
-            if staged is not None:
-                staged[begin:end] = vectors
-            else:
-                output[chunk.start + chunk.order[begin:end]] = vectors.numpy()
-        return end - begin
-
-    with contextlib.ExitStack() as stack:
-        pool = (
-            stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="textsiamese-encode"))
-            if workers > 1
-            else None
-        )
-        for chunk in _chunks(tower, items):
-            truncated += chunk.truncated
-            rows = len(chunk.order)
-            # On CUDA, vectors stay on the device until the chunk is done: one copy back, no sync per batch.
-            with torch.inference_mode():
-                staged = (
-                    torch.empty((rows, tower.dimension), dtype=torch.float32, device=target) if cuda else None
-                )
-            begins = range(0, rows, batch_size)
-            ends = [min(begin + batch_size, rows) for begin in begins]
-            # Never on CUDA: only the ONNX stand-in (CPU) has workers.
-            parallel = pool is not None and len(begins) > 1
-            run = functools.partial(
-                encode_batch, chunk, staged=staged, forward=concurrent if parallel else tower
-            )
-            done = pool.map(run, begins, ends) if parallel and pool is not None else map(run, begins, ends)
-            for count in done:
-                progress.update(count)
-            if staged is not None:
-                output[chunk.start + chunk.order] = staged.cpu().numpy()
-    return truncated
-
-
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, show: bool, description: str) -> Any:
-    if not show:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="text")
