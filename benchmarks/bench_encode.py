@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # time the checkout this script belongs to, not another installed copy
 
 import textsiamese  # noqa: E402
-from textsiamese.accelerate import (  # noqa: E402
+from textsiamese.data import read_pairs  # noqa: E402
+from textsiamese.inference.precision import (  # noqa: E402
     cpu_has_native_bf16,
     cpu_has_vnni,
     default_batch_size,
     resolve_precision,
 )
-from textsiamese.data import read_pairs  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 AGNEWS = DATA / "agnews" / "agnews-title-description-train.csv"

@@ -112,7 +112,7 @@ def onnx_runner(tower: Any, kind: str) -> Callable[[torch.Tensor, torch.Tensor],
     library's backend instead runs that many batches at once, one thread each)."""
     import tempfile
 
-    from textsiamese.onnx_backend import OnnxTower, cpu_session, export_tower
+    from textsiamese.inference.onnx import OnnxTower, cpu_session, export_tower
 
     with tempfile.TemporaryDirectory() as folder:
         path = export_tower(tower, Path(folder) / "tower.onnx", int8=kind == "onnx_int8")
@@ -160,7 +160,7 @@ def main() -> None:
         "textsiamese fp32, batch 16": lambda t: ours.encode(t, batch_size=16, precision="fp32"),
     }
     if args.lowp:
-        from textsiamese.accelerate import cpu_has_native_bf16
+        from textsiamese.inference.precision import cpu_has_native_bf16
 
         # emulated bf16 (no avx512_bf16 / AMX) is several times slower than fp32: not worth timing
         for precision in ("bf16", "int8") if cpu_has_native_bf16() else ("int8",):

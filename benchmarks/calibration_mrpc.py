@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import textsiamese
-from textsiamese.calibration import (
+from textsiamese.data import read_pairs
+from textsiamese.decisions.calibration import (
     apply_threshold,
     expected_calibration_error,
     fit_calibration,
@@ -27,7 +28,6 @@ from textsiamese.calibration import (
     probabilities,
     raw_probabilities,
 )
-from textsiamese.data import read_pairs
 from textsiamese.evaluation import classification_metrics
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mrpc" / "msr_paraphrase_train.txt"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import textsiamese
-from textsiamese.oneshot import OneShotClassifier, accuracy
+from textsiamese.decisions.oneshot import OneShotClassifier, accuracy
 
 DATA = (
     Path(__file__).resolve().parents[1]

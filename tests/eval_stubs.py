@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textsiamese.distances import get_distance
+from textsiamese.model.distances import get_distance
 
 
 class VectorModel:

@@ -11,7 +11,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 import textsiamese
-from textsiamese.calibration import (
+from textsiamese.data import PairData
+from textsiamese.decisions.calibration import (
     calibrate,
     calibrated_scores,
     check_calibration,
@@ -23,7 +24,6 @@ from textsiamese.calibration import (
     probabilities,
     raw_probabilities,
 )
-from textsiamese.data import PairData
 from textsiamese.errors import ModelError
 
 
@@ -169,8 +169,8 @@ def test_logistic_form_agrees_with_the_logistic_loss_head(metric: str) -> None:
     """The stored {"method": "logistic", "w", "b"} gives the probability the trained loss head gives."""
     import torch
 
-    from textsiamese.distances import get_distance
     from textsiamese.losses.pairs import LogisticLoss
+    from textsiamese.model.distances import get_distance
 
     loss = LogisticLoss(distance=metric, w=3.0, b=0.5)
     torch.manual_seed(0)

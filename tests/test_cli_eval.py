@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import textsiamese
-from textsiamese.calibration import choose_threshold
 from textsiamese.cli import main
+from textsiamese.decisions.calibration import choose_threshold
 from textsiamese.evaluation import evaluate_classification, evaluate_retrieval, evaluate_triplets
 
 S1 = ["a dog runs", "a cat eats food", "the man plays guitar", "a woman sings", "the ball", "a park"]
@@ -141,7 +141,7 @@ def test_calibrate_then_score_writes_probability_and_same(
     assert main(["score", "--pairs", str(dev), "--model", str(model_dir)]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["sentence1", "sentence2", "label", "score", "probability", "same"]
-    from textsiamese.calibration import calibrated_scores
+    from textsiamese.decisions.calibration import calibrated_scores
 
     expected = calibrated_scores(calibrated, S1, S2)
     np.testing.assert_allclose([float(r["probability"]) for r in rows], expected["probability"], atol=1e-5)

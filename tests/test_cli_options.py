@@ -175,8 +175,9 @@ def test_every_default_is_said_and_no_help_prints_an_empty_one() -> None:
 
 
 def test_the_choices_the_parsers_repeat_match_the_library() -> None:
-    from textsiamese import accelerate, onnx_backend
     from textsiamese.cli import common
+    from textsiamese.inference import onnx as onnx_backend
+    from textsiamese.inference import precision as accelerate
     from textsiamese.search import kinds
 
     assert common.BACKENDS == onnx_backend.BACKENDS

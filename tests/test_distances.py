@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from textsiamese.distances import DISTANCES, Distance, get_distance
 from textsiamese.errors import ConfigError
+from textsiamese.model.distances import DISTANCES, Distance, get_distance
 
 NAMES = ["cosine", "dot", "euclidean", "squared_euclidean", "manhattan"]
 

@@ -14,15 +14,15 @@ import torch
 import textsiamese
 import textsiamese.inference.pipeline as pipeline_module
 from textsiamese import SiameseModel
-from textsiamese.accelerate import (
+from textsiamese.cli import main
+from textsiamese.errors import ConfigError
+from textsiamese.inference.precision import (
     cpu_has_native_bf16,
     cpu_has_vnni,
     default_batch_size,
     parse_cpu_flags,
     resolve_precision,
 )
-from textsiamese.cli import main
-from textsiamese.errors import ConfigError
 from textsiamese.model import TruncationWarning
 from textsiamese.towers import TransformerTower
 from textsiamese.towers.base import pad_ids

@@ -20,8 +20,8 @@ from sklearn.metrics import (
 from sklearn.model_selection import StratifiedKFold
 
 import textsiamese
-from textsiamese.calibration import apply_threshold, choose_threshold, expected_calibration_error
 from textsiamese.data import PairData, TripletData
+from textsiamese.decisions.calibration import apply_threshold, choose_threshold, expected_calibration_error
 from textsiamese.errors import InputError
 from textsiamese.evaluation import (
     average_precision,

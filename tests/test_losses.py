@@ -19,16 +19,14 @@ from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 from torch import nn
 
-import textsiamese.distances
-import textsiamese.labels
 import textsiamese.losses
+import textsiamese.losses.labels
+import textsiamese.losses.miners
 import textsiamese.losses.pairs
 import textsiamese.losses.ranking
 import textsiamese.losses.triplets
-import textsiamese.miners
-from textsiamese.distances import get_distance
+import textsiamese.model.distances
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError, binary_labels
 from textsiamese.losses import (
     FAMILIES,
     LOSSES,
@@ -46,6 +44,8 @@ from textsiamese.losses import (
     TripletLoss,
     get_loss,
 )
+from textsiamese.losses.labels import LabelError, binary_labels
+from textsiamese.model.distances import get_distance
 
 F64 = torch.float64
 
@@ -145,9 +145,9 @@ def test_losses_hold_no_model() -> None:
         textsiamese.losses.pairs,
         textsiamese.losses.triplets,
         textsiamese.losses.ranking,
-        textsiamese.miners,
-        textsiamese.distances,
-        textsiamese.labels,
+        textsiamese.losses.miners,
+        textsiamese.model.distances,
+        textsiamese.losses.labels,
     ],
 )
 def test_docstring_examples_run(module: object) -> None:

@@ -11,9 +11,9 @@ import torch
 from scipy.spatial.distance import cdist
 
 from textsiamese.errors import ConfigError
-from textsiamese.labels import LabelError
 from textsiamese.losses import BatchHardTripletLoss, BatchSemiHardTripletLoss, ContrastiveLoss, TripletLoss
-from textsiamese.miners import (
+from textsiamese.losses.labels import LabelError
+from textsiamese.losses.miners import (
     MINERS,
     AllTripletsMiner,
     BatchHardMiner,

@@ -11,8 +11,8 @@ from eval_stubs import VectorModel, angle_vectors
 
 import textsiamese
 from textsiamese.cli import main
+from textsiamese.decisions.oneshot import OneShotClassifier, accuracy
 from textsiamese.errors import ConfigError, InputError, ModelError
-from textsiamese.oneshot import OneShotClassifier, accuracy
 
 # Class "a": references at 0.0 and 1.2 rad (centroid ≈ 0.6); class "b": one reference at 0.9 rad.
 VECTORS = angle_vectors(

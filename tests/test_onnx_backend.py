@@ -18,10 +18,10 @@ import torch
 
 import textsiamese
 from textsiamese import SiameseModel
-from textsiamese.accelerate import torch_threads
 from textsiamese.cli import main
 from textsiamese.errors import ConfigError
-from textsiamese.onnx_backend import check_backend, export_tower
+from textsiamese.inference.onnx import check_backend, export_tower
+from textsiamese.inference.precision import torch_threads
 from textsiamese.towers.base import pad_ids
 from textsiamese.towers.pooling import get_pooling
 

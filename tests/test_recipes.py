@@ -149,7 +149,7 @@ def test_pair_classification_dev_figures_are_those_of_eval_on_the_final_model(
     from sklearn.metrics import accuracy_score
     from sklearn.model_selection import StratifiedKFold
 
-    from textsiamese.calibration import apply_threshold, choose_threshold
+    from textsiamese.decisions.calibration import apply_threshold, choose_threshold
 
     monkeypatch.chdir(RECIPES_DIR.parent)
     overrides = [f"model.base={tiny_model_dir}", "max_steps=3", "batch_size=4", "eval_every=2"]

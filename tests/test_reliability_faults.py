@@ -26,7 +26,7 @@ import torch
 import textsiamese
 from textsiamese.cli import main
 from textsiamese.data import atomic_open, write_rows, writers
-from textsiamese.oneshot import OneShotClassifier
+from textsiamese.decisions.oneshot import OneShotClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,8 +23,8 @@ import torch
 
 import textsiamese
 from textsiamese.cli import build_parser, main
+from textsiamese.decisions.oneshot import OneShotClassifier
 from textsiamese.errors import InputError, ModelError, TextSiameseError
-from textsiamese.oneshot import OneShotClassifier
 
 PACKAGE = Path(textsiamese.__file__).resolve().parent
 

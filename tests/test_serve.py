@@ -28,9 +28,9 @@ pytest.importorskip("uvicorn")
 from _serve_helpers import ProcessServer, ThreadServer, agnews_rows, mrpc_pairs, request
 from conftest import SHARED_DATA
 
-from textsiamese.calibration import calibrate, calibrated_scores
 from textsiamese.data import PairData
-from textsiamese.oneshot import OneShotClassifier
+from textsiamese.decisions.calibration import calibrate, calibrated_scores
+from textsiamese.decisions.oneshot import OneShotClassifier
 from textsiamese.search import Index
 from textsiamese.serve import BatchLimits, RequestLimits, ServiceState, create_app
 from textsiamese.serve.state import ServedIndex

@@ -19,22 +19,22 @@ from textsiamese.errors import ConfigError, InputError, ModelError, TextSiameseE
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time these come from __getattr__
-    from textsiamese.calibration import calibrate, fit_calibration
-    from textsiamese.loading import default_model_path, load
+    from textsiamese.decisions.calibration import calibrate, fit_calibration
+    from textsiamese.decisions.oneshot import OneShotClassifier
     from textsiamese.model import SiameseModel, TruncationWarning
-    from textsiamese.oneshot import OneShotClassifier
+    from textsiamese.model.loading import default_model_path, load
     from textsiamese.search import Index
     from textsiamese.towers import LSTMTower, TransformerTower, WordTokenizer
 
 # Each lazily imported public name → the module that defines it.
 _LAZY = {
-    "calibrate": "textsiamese.calibration",
-    "fit_calibration": "textsiamese.calibration",
-    "default_model_path": "textsiamese.loading",
-    "load": "textsiamese.loading",
+    "calibrate": "textsiamese.decisions.calibration",
+    "fit_calibration": "textsiamese.decisions.calibration",
+    "default_model_path": "textsiamese.model.loading",
+    "load": "textsiamese.model.loading",
     "SiameseModel": "textsiamese.model",
     "TruncationWarning": "textsiamese.model",
-    "OneShotClassifier": "textsiamese.oneshot",
+    "OneShotClassifier": "textsiamese.decisions.oneshot",
     "Index": "textsiamese.search",
     "LSTMTower": "textsiamese.towers",
     "TransformerTower": "textsiamese.towers",

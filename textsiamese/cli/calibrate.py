@@ -1,6 +1,6 @@
 """``textsiamese calibrate``: fit similarity → probability and a decision threshold on labelled dev pairs.
 
-The calibration is stored in the model directory's ``config.json`` (see ``textsiamese.calibration`` for the
+The calibration is stored in the model directory's ``config.json`` (see ``textsiamese.decisions.calibration`` for the
 format); ``textsiamese score`` then writes ``probability`` and ``same`` per pair, and ``eval`` uses its
 threshold and reports its expected calibration error.
 """
@@ -19,8 +19,8 @@ from textsiamese.cli.common import (
     read_pair_input,
     show_progress,
 )
-from textsiamese.config import ModelConfig
 from textsiamese.errors import ConfigError
+from textsiamese.model.config import ModelConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,13 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textsiamese.calibration import (
+    from textsiamese.decisions.calibration import (
         calibrate,
         expected_calibration_error,
         probabilities,
         raw_probabilities,
     )
-    from textsiamese.loading import resolve_model_directory
+    from textsiamese.model.loading import resolve_model_directory
 
     if args.output is None and args.model is None:
         raise ConfigError("the embedded default model cannot be rewritten: pass --output DIR")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         show_progress=show_progress(args),
     )
-    from textsiamese.calibration import model_scores
+    from textsiamese.decisions.calibration import model_scores
 
     scores = model_scores(model, pairs.sentence1, pairs.sentence2, calibration["metric"], args.batch_size)
     assert pairs.labels is not None

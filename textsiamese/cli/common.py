@@ -15,7 +15,7 @@ from typing import Any
 from textsiamese.data import PAIR_FORMATS, PairData, read_pairs
 from textsiamese.errors import ConfigError
 
-# textsiamese.onnx_backend.BACKENDS, textsiamese.accelerate.PRECISIONS, textsiamese.search.kinds.KIND_NAMES
+# textsiamese.inference.onnx.BACKENDS, textsiamese.inference.precision.PRECISIONS, textsiamese.search.kinds.KIND_NAMES
 # and .METRICS, as the options offer them.
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -169,6 +169,6 @@ def read_pair_input(args: argparse.Namespace, path: str, need: str | None = None
 def load_model(args: argparse.Namespace) -> Any:
     """The model named by ``--model`` (or the embedded default) on ``--device``, with ``--backend`` where the
     command offers it."""
-    from textsiamese.loading import load
+    from textsiamese.model.loading import load
 
     return load(args.model, device=args.device, backend=getattr(args, "backend", "torch"))

@@ -111,7 +111,7 @@ def _labelled(args: argparse.Namespace, path: str, required: bool) -> tuple[Corp
 
 
 def run_enroll(args: argparse.Namespace) -> int:
-    from textsiamese.oneshot import META_FILE, STRATEGIES, OneShotClassifier
+    from textsiamese.decisions.oneshot import META_FILE, STRATEGIES, OneShotClassifier
 
     corpus, labels = _labelled(args, args.references, required=True)
     dev = _labelled(args, args.dev, required=True) if args.dev else None
@@ -150,7 +150,7 @@ def run_enroll(args: argparse.Namespace) -> int:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from textsiamese.oneshot import OneShotClassifier, accuracy
+    from textsiamese.decisions.oneshot import OneShotClassifier, accuracy
 
     corpus, labels = _labelled(args, args.texts, required=False)
     model = load_model(args)

@@ -150,7 +150,7 @@ def _run_sts(args: argparse.Namespace) -> dict[str, Any]:
     if args.report:
         import torch
 
-        from textsiamese.distances import get_distance
+        from textsiamese.model.distances import get_distance
 
         a, b = model.encode_pairs(pairs.sentence1, pairs.sentence2, batch_size=args.batch_size)
         scores = get_distance(metrics[0]).pairwise(torch.from_numpy(a), torch.from_numpy(b)).numpy()
@@ -239,7 +239,7 @@ def _run_ranking(args: argparse.Namespace, evaluate: Any) -> dict[str, Any]:
     if args.report:
         import torch
 
-        from textsiamese.distances import get_distance
+        from textsiamese.model.distances import get_distance
 
         a, b = model.encode_pairs(pairs.sentence1, pairs.sentence2, batch_size=args.batch_size)
         name = result["metric"]
@@ -262,8 +262,8 @@ def _run_triplet(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from textsiamese.data import read_triplets
-    from textsiamese.distances import get_distance
     from textsiamese.evaluation.triplet import triplet_distances, triplet_result
+    from textsiamese.model.distances import get_distance
 
     fmt = "snli" if args.format == "snli" else (None if args.format == "auto" else args.format)
     if fmt not in (None, "snli", "csv", "tsv", "jsonl"):

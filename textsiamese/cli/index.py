@@ -126,7 +126,7 @@ def load_index_model(args: argparse.Namespace, index: Any) -> Any:
 
     The index refuses it (one-line ModelError) unless its fingerprint and dimension match.
     """
-    from textsiamese.loading import load
+    from textsiamese.model.loading import load
 
     path = args.model
     if path is None and index.model_source and Path(index.model_source).is_dir():
@@ -138,7 +138,7 @@ def load_index_model(args: argparse.Namespace, index: Any) -> Any:
 
 def run_build(args: argparse.Namespace) -> int:
     from textsiamese.data import read_corpus
-    from textsiamese.loading import load
+    from textsiamese.model.loading import load
     from textsiamese.search import Index
 
     corpus = read_corpus(

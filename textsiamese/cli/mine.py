@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from textsiamese.data import read_corpus
-    from textsiamese.loading import load
+    from textsiamese.model.loading import load
     from textsiamese.search import Index, MiningStats, mine_hard_negatives, write_mined
 
     if args.negatives < 1:

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from textsiamese.data import read_corpus, write_rows
-    from textsiamese.loading import load
+    from textsiamese.model.loading import load
     from textsiamese.search import paraphrase_pairs
 
     if not -1.0 <= args.threshold <= 1.0:

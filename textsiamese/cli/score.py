@@ -115,7 +115,7 @@ def _output_names(columns: list[str], calibrated: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textsiamese.calibration import decisions, metric_of, probabilities
+    from textsiamese.decisions.calibration import decisions, metric_of, probabilities
 
     if args.pairs == "-" and args.format == "auto":
         args.format = "csv"

@@ -88,7 +88,7 @@ def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
 def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
     """A score per pair (`calibrated_scores`, as `textsiamese score`): the model's similarity under its
     calibration's metric, plus `probabilities` and `same` when the model carries a calibration."""
-    from textsiamese.calibration import calibrated_scores, metric_of
+    from textsiamese.decisions.calibration import calibrated_scores, metric_of
 
     state = service(request)
     flat = [text for pair in body.pairs for text in pair]

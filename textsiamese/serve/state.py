@@ -98,7 +98,7 @@ class ServiceState:
         **options: Any,
     ) -> ServiceState:
         """Load the model, then each index (checked against the model's fingerprint) and the references."""
-        from textsiamese.loading import load
+        from textsiamese.model.loading import load
         from textsiamese.search import Index
 
         model = load(model_path, device=device, backend=backend)
@@ -110,7 +110,7 @@ class ServiceState:
             indexes[name] = ServedIndex(name, path, Index.load(path, model))
         classifier = None
         if references:
-            from textsiamese.oneshot import OneShotClassifier
+            from textsiamese.decisions.oneshot import OneShotClassifier
 
             classifier = OneShotClassifier.load(references, model)
         return cls(model, indexes=indexes, classifier=classifier, **options)

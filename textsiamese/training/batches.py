@@ -33,8 +33,8 @@ import torch
 
 from textsiamese.data import PairData, TripletData
 from textsiamese.errors import ConfigError, InputError
-from textsiamese.labels import LabelError
 from textsiamese.losses.base import SiameseLoss
+from textsiamese.losses.labels import LabelError
 from textsiamese.model import SiameseModel
 from textsiamese.training.results import TrainingError
 

@@ -47,7 +47,7 @@ def run_recipe(recipe: Recipe, output: str | Path | None = None, resume: bool = 
         torch.manual_seed(seed)
         train_data, dev = read_stage_data(stage["data"], recipe.path, seed)
         if resume and (out / "results.json").is_file() and (out / "final").is_dir() and not last:
-            from textsiamese.loading import load
+            from textsiamese.model.loading import load
 
             model = load(out / "final", "cpu")
             print(f"stage {i + 1} ({stage_name}) already done: {out / 'final'}", flush=True)
@@ -162,7 +162,7 @@ def resolve_path(value: str, recipe_path: Path | None, what: str) -> Path:
 
 def build_model(spec: dict[str, Any], recipe_path: Path | None, texts: Sequence[str] = ()) -> SiameseModel:
     """The starting model: a loaded base, or a tower built from ``spec['tower']``."""
-    from textsiamese.loading import load
+    from textsiamese.model.loading import load
     from textsiamese.towers import LSTMTower, TransformerTower, WordTokenizer
 
     base = spec.get("base")
