@@ -149,8 +149,10 @@ def test_random_unicode_into_the_readers(tmp_path: Path, text: str, fmt: str) ->
 # rows are valid, and the reader must agree exactly.
 
 COLUMN_NAMES = ["sentence1", "sentence2", "score", "label", "id", "note"]
+# No lone carriage return in generated cells: csv.writer with lineterminator="\n" leaves such a cell unquoted,
+# so the file really holds an old-Mac line end there and the reader splits the row, as it should.
 CELL = st.one_of(
-    st.text(max_size=12),
+    st.text(alphabet=st.characters(blacklist_characters="\r"), max_size=12),
     st.sampled_from(["", " ", "0", "1", "2", "-1", "0.5", "3.25", "nan", "inf", "1e400", "yes", " 1 "]),
 )
 
