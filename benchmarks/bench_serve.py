@@ -3,12 +3,18 @@ sentence-transformers' ``encode`` per request, same model directory, same texts,
 
     python benchmarks/bench_serve.py                      # writes benchmarks/results/serve.json
     python benchmarks/bench_serve.py --requests 400 --time-limit 60 --threads 1
+    python benchmarks/bench_serve.py --openai-only --rounds 4   # /embed vs /v1/embeddings: serve-openai.json
 
 Both servers run as subprocesses at once (an idle server costs no CPU) and the cells are interleaved
 (concurrency x endpoint x server), so a load change on a shared machine hits both alike. The load generator
 is bounded: a fixed number of requests per cell and a time limit, from C client threads with keep-alive
 connections; every request is one AG News title (/embed) or one title as a query, k=10 (/search, a flat
 index over AG News descriptions). It prints requests/s and p50/p99 latency and writes them as JSON.
+
+``/v1/embeddings`` (the OpenAI-compatible route, one title as ``input``, float encoding like /embed's) is
+measured at 32 clients on textsiamese serve only, beside /embed: both go through the same queue, so their
+figures should agree. ``--openai-only`` runs just that pair, alternating which goes first, ``--rounds`` times,
+and prints the ratio of the summed throughputs.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data" / "agnews" / "agnews-title-description-train.csv"
 CONCURRENCY = (1, 8, 32)
+OPENAI_PATH, OPENAI_CONCURRENCY, MODEL_NAME = "/v1/embeddings", 32, "bench-minilm"
 
 
 # ---------------------------------------------------------------------------------------------- baseline app
@@ -173,7 +180,13 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=45.0, help="seconds per cell at most")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each server (default 1)")
     parser.add_argument("--corpus-rows", type=int, default=500, help="AG News rows in the index")
-    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "serve.json"))
+    parser.add_argument("--output", default=None, help="JSON report (default benchmarks/results/serve.json)")
+    parser.add_argument(
+        "--openai-only",
+        action="store_true",
+        help="only /embed vs /v1/embeddings at 32 clients on textsiamese serve (serve-openai.json)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--openai-only: alternating rounds")
     parser.add_argument("--work", default=str(REPO / "out" / "bench-serve"), help="scratch folder")
     parser.add_argument("--baseline-server", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--corpus-file", default=None, help=argparse.SUPPRESS)
@@ -200,6 +213,7 @@ def main() -> None:
     bodies = {
         "/embed": [json.dumps({"texts": [t]}).encode() for t in titles],
         "/search": [json.dumps({"query": t, "k": 10}).encode() for t in titles],
+        OPENAI_PATH: [json.dumps({"model": MODEL_NAME, "input": t}).encode() for t in titles],
     }
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     ports = {"textsiamese serve": 18431, "fastapi + sentence-transformers": 18432}
@@ -211,28 +225,41 @@ def main() -> None:
         str(args.threads),
         "--log-level",
         "warning",
+        "--model-name",
+        MODEL_NAME,
     ]
     theirs = [sys.executable, __file__, "--baseline-server", str(ports["fastapi + sentence-transformers"])]
     theirs += ["--corpus-file", str(corpus_file), "--threads", str(args.threads)]
-    processes = {
-        name: subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-        for name, command in zip(ports, (ours, theirs), strict=True)
-    }
+    if args.openai_only:
+        del ports["fastapi + sentence-transformers"]
+    commands = {"textsiamese serve": ours, "fastapi + sentence-transformers": theirs}
+    processes = {name: subprocess.Popen(commands[name], env=env, stderr=subprocess.DEVNULL) for name in ports}
     cells: list[dict[str, Any]] = []
+
+    def measure(name: str, path: str, concurrency: int, count: int, **extra: Any) -> None:
+        figures = load(ports[name], path, bodies[path][:count], concurrency, args.time_limit)
+        cell = {"server": name, "endpoint": path, "concurrency": concurrency, **extra, **figures}
+        cells.append(cell)
+        print(json.dumps(cell), flush=True)
+
     try:
         for name, process in processes.items():
             wait_up(ports[name], process)
         for name in ports:  # warm-up: first requests pay for lazy initialisation
-            load(ports[name], "/embed", bodies["/embed"][:16], 4, 60)
-            load(ports[name], "/search", bodies["/search"][:16], 4, 60)
-        for concurrency in CONCURRENCY:
-            for path in ("/embed", "/search"):
-                for name in ports:
-                    count = need if concurrency > 1 else max(40, need // 4)
-                    figures = load(ports[name], path, bodies[path][:count], concurrency, args.time_limit)
-                    cell = {"server": name, "endpoint": path, "concurrency": concurrency, **figures}
-                    cells.append(cell)
-                    print(json.dumps(cell), flush=True)
+            for path in ("/embed", "/search") + ((OPENAI_PATH,) if name == "textsiamese serve" else ()):
+                load(ports[name], path, bodies[path][:16], 4, 60)
+        if args.openai_only:
+            for round_ in range(args.rounds):  # alternate which goes first: a load change hits both alike
+                pair = ("/embed", OPENAI_PATH) if round_ % 2 == 0 else (OPENAI_PATH, "/embed")
+                for path in pair:
+                    measure("textsiamese serve", path, OPENAI_CONCURRENCY, need, round=round_)
+        else:
+            for concurrency in CONCURRENCY:
+                for path in ("/embed", OPENAI_PATH, "/search"):
+                    for name in ports:
+                        if path == OPENAI_PATH and (name != "textsiamese serve" or concurrency != 32):
+                            continue
+                        measure(name, path, concurrency, need if concurrency > 1 else max(40, need // 4))
     finally:
         for process in processes.values():
             process.terminate()
@@ -249,10 +276,30 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cells": cells,
     }
-    output = Path(args.output)
+    report["openai_vs_embed"] = openai_ratio(cells)
+    default = "serve-openai.json" if args.openai_only else "serve.json"
+    output = Path(args.output or REPO / "benchmarks" / "results" / default)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print_table(cells)
+    print(f"/v1/embeddings vs /embed at {OPENAI_CONCURRENCY} clients: {report['openai_vs_embed']}")
+
+
+def openai_ratio(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests/s of /v1/embeddings over /embed at 32 clients on textsiamese serve (all their cells summed:
+    total requests over total seconds), with each endpoint's median p50."""
+    ours = [c for c in cells if c["server"] == "textsiamese serve" and c["concurrency"] == OPENAI_CONCURRENCY]
+    out: dict[str, Any] = {}
+    for path in ("/embed", OPENAI_PATH):
+        mine = [c for c in ours if c["endpoint"] == path]
+        seconds = sum(c["seconds"] for c in mine)
+        out[path] = {
+            "requests_per_s": round(sum(c["requests"] for c in mine) / seconds, 1) if seconds else None,
+            "median_p50_ms": statistics.median(c["p50_ms"] for c in mine) if mine else None,
+        }
+    embed, openai = out["/embed"]["requests_per_s"], out[OPENAI_PATH]["requests_per_s"]
+    out["ratio"] = round(openai / embed, 3) if embed and openai else None
+    return out
 
 
 def print_table(cells: list[dict[str, Any]]) -> None:

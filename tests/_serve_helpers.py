@@ -51,11 +51,14 @@ def request(
     method: str | None = None,
     content_type: str | None = "application/json",
     timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
-    """POST ``body`` as JSON (or ``raw`` bytes) to ``base + path``; GET when neither is given."""
+    """POST ``body`` as JSON (or ``raw`` bytes) to ``base + path``; GET when neither is given.
+    ``headers``: more request headers (``Authorization``)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    headers = {"Content-Type": content_type} if data is not None and content_type else {}
-    req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    sent = {"Content-Type": content_type} if data is not None and content_type else {}
+    sent.update(headers or {})
+    req = urllib.request.Request(base + path, data=data, headers=sent, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return Reply(response.status, dict(response.headers), response.read())
@@ -102,12 +105,21 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """``python -m textsiamese.cli serve ARGS`` in a subprocess on a free port; ``terminate`` sends SIGTERM."""
+    """``python -m textsiamese.cli serve ARGS`` in a subprocess on a free port; ``terminate`` sends SIGTERM.
 
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+    ``env``: extra environment variables; ``stdout`` holds what the server printed once it has ended."""
+
+    def __init__(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.stdout = ""
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            **(env or {}),
+        }
         command = [sys.executable, "-m", "textsiamese.cli", "serve", "--port", str(self.port), *args]
         self.process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -125,7 +137,7 @@ class ProcessServer:
         """SIGTERM, wait for the exit; (exit status, stderr)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=timeout)
+        self.stdout, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, err
 
     def kill(self) -> None:

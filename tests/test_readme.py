@@ -40,12 +40,14 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 ALL_SUBPROCESS = os.environ.get("TEXTSIAMESE_README_SUBPROCESS") == "1"
 
-# Commands not run, keyed on a substring of the README command, each with its reason.
+# Examples not run, keyed on a substring of the README command (or python block), each with its reason.
 SKIP = {
     "python -m pytest": "runs the whole test suite, this file included (recursion; minutes)",
     "curl -s localhost:8000": "needs the server of the example above running; tests/test_serve.py covers /search",
     "torchrun": "starts two processes with gloo (~20 s of start-up on 2 cores for a tiny run); "
     "data-parallel training is covered by tests/test_trainer_ddp.py",
+    "OpenAI(base_url=": "needs a running `textsiamese serve`; tests/test_serve_openai.py runs this block "
+    "against a server it starts (test_readme_openai_example_runs)",
 }
 # Set-up lines chain `pip install ... && pip install ... && <command>`: the installs are dropped (the package
 # and its extras are installed already) and whatever is left runs (the main job's `eval` does). A chained
@@ -126,7 +128,8 @@ def readme_examples() -> list[Example]:
             if command and not command.startswith("#"):
                 examples.append(Example(number, "bash", command))
     for example in examples:
-        if example.kind != "bash":
+        if example.kind != "bash":  # a python block can be skipped too, keyed on its code
+            example.skip = next((reason for key, reason in SKIP.items() if key in example.text), None)
             continue
         segments = [s.strip() for s in example.text.split("&&")]
         kept = [s for s in segments if not s.startswith(DROP_SEGMENTS)]

@@ -7,7 +7,9 @@ stays fast. The endpoints are described in the README and on the running service
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 
 from textsiamese.errors import ConfigError
 
@@ -17,9 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve embeddings, scores, search and classification over HTTP",
         description="Start an HTTP service (FastAPI + uvicorn) over one model: POST /embed, /score, /search, "
-        "/classify; GET /health, /metrics; a search page at /; the OpenAPI page at /docs. Concurrent "
-        "requests share forward passes through one micro-batching queue. Index writes "
-        "(/index/NAME/add, /remove) only with --allow-writes. Needs the serve extra.",
+        "/classify; the OpenAI-compatible POST /v1/embeddings and GET /v1/models; GET /health, /metrics; "
+        "a search page at /; the OpenAPI page at /docs. Concurrent requests share forward passes through "
+        "one micro-batching queue. Index writes (/index/NAME/add, /remove) only with --allow-writes. "
+        "Needs the serve extra.",
     )
     parser.add_argument("--model", default=None, metavar="DIR", help="model directory (default: embedded)")
     parser.add_argument(
@@ -33,6 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--allow-writes", action="store_true", help="accept /index/NAME/add and /remove")
+    parser.add_argument(
+        "--model-name",
+        default=None,
+        metavar="NAME",
+        help="the model's id on /v1 (NAME: document tower, NAME:query: query tower; default: the model "
+        "directory's name, all-MiniLM-L6-v2 for the embedded model)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help=f"require Authorization: Bearer KEY on every route but /health and the pages (default: "
+        f"${API_KEY_ENV} if set, else no key; the variable keeps the key out of the process list)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="encode backend")
     parser.add_argument(
@@ -66,6 +83,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+API_KEY_ENV = "TEXTSIAMESE_API_KEY"
+
+
+def api_key_from(option: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The key the service requires: ``--api-key``, else ``$TEXTSIAMESE_API_KEY``, else None (no auth).
+    An empty key is refused rather than taken as "no key": whoever set it meant to protect the service."""
+    key = option if option is not None else environ.get(API_KEY_ENV)
+    if key is not None and not key.strip():
+        source = "--api-key" if option is not None else API_KEY_ENV
+        raise ConfigError(f"{source} is empty; give a key, or leave it out to serve without one")
+    return key
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import fastapi  # noqa: F401
@@ -87,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         limits = RequestLimits(args.max_body, args.max_texts, args.max_chars, args.max_k)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    api_key = api_key_from(args.api_key)
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError("--threads must be at least 1")
@@ -103,11 +134,14 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
         batch_limits=batch_limits,
         precision=args.precision,
+        model_name=args.model_name,
+        api_key=api_key,
     )
     names = ", ".join(f"{n} ({len(s.index)} rows)" for n, s in state.indexes.items()) or "none"
+    auth = "API key required" if api_key else "no API key"
     print(
-        f"textsiamese serve: model {state.fingerprint[:12]}, indexes: {names}, "
-        f"{'read-write' if args.allow_writes else 'read-only'}; http://{args.host}:{args.port}/",
+        f"textsiamese serve: model {state.model_name} ({state.fingerprint[:12]}), indexes: {names}, "
+        f"{'read-write' if args.allow_writes else 'read-only'}, {auth}; http://{args.host}:{args.port}/",
         file=sys.stderr,
         flush=True,
     )

@@ -1,4 +1,5 @@
-"""Two ASGI middlewares: the body-size bound (before any JSON is parsed) and per-route request metrics.
+"""Two ASGI middlewares: the body-size bound (before any JSON is parsed) and per-route request metrics
+(the third, the API key, is :mod:`~textsiamese.serve.auth`).
 
 Both are plain ASGI (not ``BaseHTTPMiddleware``), so they add no task per request and do not buffer bodies.
 """
@@ -11,12 +12,17 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from textsiamese.serve.errors import error_body
 from textsiamese.serve.metrics import ServiceMetrics
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with ``body`` as JSON from inside a middleware (before or instead of the app)."""
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -34,7 +40,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, int(declared))
+            await self._refuse(scope, send, int(declared))
             return
         received = 0
         too_large = False
@@ -55,12 +61,12 @@ class BodyLimit:
 
         await self.app(scope, limited, guarded)
         if too_large:
-            await self._refuse(send, received)
+            await self._refuse(scope, send, received)
 
-    async def _refuse(self, send: Send, size: int) -> None:
+    async def _refuse(self, scope: Scope, send: Send, size: int) -> None:
         message = f"the request body has {size} bytes or more; at most {self.limit}"
-        body = {"error": {"status": 413, "code": "body_too_large", "message": message, "field": "body"}}
-        await _send_json(send, 413, body)
+        status, body = error_body(413, "body_too_large", message, "body", str(scope.get("path", "")))
+        await send_json(send, status, body)
 
 
 class RequestMetrics:

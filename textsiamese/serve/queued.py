@@ -5,7 +5,7 @@ Why a stand-in rather than separate code paths: every route calls the library fu
 /embed), handing it a :class:`QueuedModel` in place of the model. Their arithmetic is then the library's own,
 so the service and the CLI cannot drift, while every encode of every request lands in the one queue.
 A :class:`QueuedModel` is made per request (it is light): it counts that request's truncated texts, which the
-reply reports as the CLI warns.
+reply reports as the CLI warns, and its tokens (``/v1/embeddings`` reports them as ``usage``).
 """
 
 from __future__ import annotations
@@ -45,11 +45,13 @@ class Prepared:
     longest: int
     truncated_rows: list[int]
     max_tokens: int
+    tokens: int  # all texts' tokens as the tower reads them: after truncation, special tokens included
 
 
 def measure(model: Any, texts: Sequence[str], role: str) -> Prepared:
-    """Tokenize ``texts`` with ``role``'s tower: the longest kept length (for the token budget) and the rows
-    longer than the tower's maximum. Runs on the request's thread, so tokenizing never holds up the model."""
+    """Tokenize ``texts`` with ``role``'s tower: the longest kept length (for the token budget), the rows
+    longer than the tower's maximum and the total of kept tokens. Runs on the request's thread, so tokenizing
+    never holds up the model."""
     tower = model.tower(role)
     tokens = tower.tokenize(list(texts))
     lengths = [len(row) for row in tokens.ids]
@@ -57,7 +59,7 @@ def measure(model: Any, texts: Sequence[str], role: str) -> Prepared:
     if tokens.truncated:
         limit = tower.max_length
         cut = [i for i, n in enumerate(lengths) if n >= limit and tower.tokenize([texts[i]]).truncated]
-    return Prepared(max(lengths, default=1), cut, int(tower.max_length))
+    return Prepared(max(lengths, default=1), cut, int(tower.max_length), sum(lengths))
 
 
 class QueuedModel:
@@ -72,6 +74,7 @@ class QueuedModel:
         self._batcher = batcher
         self._fingerprint = fingerprint
         self.truncation = Truncation()
+        self.tokens = 0  # tokens of every text this request encoded (see :class:`Prepared`)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
@@ -99,6 +102,7 @@ class QueuedModel:
         self.truncation.texts += len(items)
         self.truncation.rows += [start + i for i in prepared.truncated_rows]
         self.truncation.max_tokens = prepared.max_tokens
+        self.tokens += prepared.tokens
         group = str(self._model.roles[role])
         vectors = self._batcher.submit(items, role, group, prepared.longest).result()
         return cast(np.ndarray, vectors[0] if single else vectors)

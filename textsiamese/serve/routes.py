@@ -56,7 +56,8 @@ def served_index(state: ServiceState, name: str | None) -> ServedIndex:
     return state.indexes[name]
 
 
-def _count_truncated(state: ServiceState, texts: int) -> None:
+def count_truncated(state: ServiceState, texts: int) -> None:
+    """Add a request's truncated texts to the service's counter (every route that encodes calls this)."""
     if texts:
         state.metrics.truncated.inc(texts)
 
@@ -69,7 +70,7 @@ def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
     check_texts(body.texts, "texts", state.limits)
     model = state.queued_model()
     vectors = np.asarray(model.encode(body.texts, role=body.role), dtype="<f4")
-    _count_truncated(state, len(model.truncation.rows))
+    count_truncated(state, len(model.truncation.rows))
     out: list[Any]
     if body.encoding == "base64":
         out = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
@@ -99,7 +100,7 @@ def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
     truncation = model.truncation.report()
     # The two sides were encoded one after the other (all firsts, then all seconds): report pair indices.
     truncation["rows"] = sorted({row % len(body.pairs) for row in truncation["rows"]})
-    _count_truncated(state, len(model.truncation.rows))
+    count_truncated(state, len(model.truncation.rows))
     calibration = state.model.calibration
     out: dict[str, Any] = {
         "scores": result["score"].tolist(),
@@ -130,7 +131,7 @@ def search(body: SearchRequest, request: Request) -> dict[str, Any]:
     with served.lock:
         check_k(body.k, len(served.index), state.limits)  # a removal may have shrunk it meanwhile
         results = served.index.search(vectors, k=body.k)
-    _count_truncated(state, len(model.truncation.rows))
+    count_truncated(state, len(model.truncation.rows))
     return {
         "index": served.name,
         "k": body.k,
@@ -158,7 +159,7 @@ def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
     threshold = None if body.threshold is None else float(body.threshold)
     predictions = matcher.classify(body.texts, strategy=body.strategy, threshold=threshold)
     strategy = body.strategy or matcher.strategy
-    _count_truncated(state, len(model.truncation.rows))
+    count_truncated(state, len(model.truncation.rows))
     return {
         "predictions": [
             Prediction(label=label, nearest=nearest, similarity=float(similarity))

@@ -111,6 +111,64 @@ class WriteResponse(BaseModel):
     truncation: Truncation | None = None
 
 
+class OpenAIEmbeddingRequest(_Strict):
+    """OpenAI's ``POST /v1/embeddings`` body (what ``openai`` 3.x's ``embeddings.create`` sends)."""
+
+    model: StrictStr = Field(description="a name from GET /v1/models: NAME (documents) or NAME:query")
+    input: StrictStr | list[Any] = Field(description="one text, or a list of texts (token-id lists refused)")
+    encoding_format: Literal["float", "base64"] | None = Field(
+        None, description="float lists (default), or base64 of little-endian float32 (the SDK's default)"
+    )
+    dimensions: StrictInt | None = Field(None, description="only the model's own dimension is accepted")
+    user: StrictStr | None = Field(None, description="ignored")
+    input_type: Literal["query", "document", "passage"] | None = Field(
+        None, description="which tower encodes the input (overrides a plain NAME; passage = document)"
+    )
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int = Field(
+        description="tokens the tower read (after truncation, special tokens included)"
+    )
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorResponse(BaseModel):
+    error: OpenAIErrorBody
+
+
 class ErrorBody(BaseModel):
     status: int
     code: str

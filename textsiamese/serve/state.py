@@ -30,6 +30,32 @@ class ServedIndex:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
+EMBEDDED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def default_model_name(model: Any) -> str:
+    """The name the OpenAI-compatible routes serve ``model`` under when ``--model-name`` is not given: the
+    model directory's name, ``all-MiniLM-L6-v2`` for the embedded default (its directory is just ``model``)."""
+    source = str(getattr(model, "source", "") or "")
+    if not source or source == "<memory>":
+        return "textsiamese"
+    try:
+        from textsiamese.loading import default_model_path
+
+        if Path(source).resolve() == default_model_path().resolve():
+            return EMBEDDED_MODEL_NAME
+    except Exception:  # the embedded model's package is optional
+        pass
+    return Path(source.rstrip("/")).name or "textsiamese"
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it can be a model id: not empty, no whitespace, no ``:`` (``NAME:query`` picks a role)."""
+    if not name or any(c.isspace() for c in name) or ":" in name:
+        raise ConfigError(f"--model-name must be non-empty, without spaces or ':', got {name!r}")
+    return name
+
+
 def index_name(spec: str) -> tuple[str, Path]:
     """``NAME=DIR`` or ``DIR`` (named after the directory, a ``.index`` suffix dropped) → (name, path)."""
     name, sep, path = spec.partition("=")
@@ -54,9 +80,15 @@ class ServiceState:
         limits: RequestLimits | None = None,
         batch_limits: BatchLimits | None = None,
         precision: str = "auto",
+        model_name: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.model = model
         self.precision = precision
+        self.model_name = check_model_name(model_name or default_model_name(model))
+        if api_key is not None and not api_key:
+            raise ConfigError("the API key must not be empty")
+        self.api_key = api_key  # never logged, echoed or reported (health says only whether one is set)
         self.fingerprint = str(model.fingerprint())
         self.indexes = indexes or {}
         self.classifier = classifier
@@ -135,6 +167,7 @@ class ServiceState:
             "batcher": worker,
             "model": {
                 "fingerprint": self.fingerprint,
+                "name": self.model_name,
                 "source": str(getattr(self.model, "source", "")),
                 "dimension": int(self.model.dimension),
                 "calibrated": bool(self.model.calibration),
@@ -146,6 +179,7 @@ class ServiceState:
             if self.classifier is None
             else {"classes": len(self.classifier.classes), "references": len(self.classifier)},
             "allow_writes": self.allow_writes,
+            "api_key_required": self.api_key is not None,
             "uptime_s": round(time.time() - self.started, 1),
             "versions": {"textsiamese": __version__, "torch": torch.__version__, "faiss": faiss.__version__},
         }
