@@ -20,7 +20,6 @@ from textsiamese.cli.common import (
     show_progress,
 )
 from textsiamese.errors import ConfigError
-from textsiamese.model.config import ModelConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         probabilities,
         raw_probabilities,
     )
+    from textsiamese.model.config import ModelConfig
     from textsiamese.model.loading import resolve_model_directory
 
     if args.output is None and args.model is None:
