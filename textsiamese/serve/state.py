@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textsiamese.errors import ConfigError
+from textsiamese.errors import ConfigError, ModelError
 from textsiamese.serve.batcher import Batcher, BatchLimits, BatchRecord
 from textsiamese.serve.limits import RequestLimits
 from textsiamese.serve.metrics import ServiceMetrics
@@ -39,12 +39,12 @@ def default_model_name(model: Any) -> str:
     source = str(getattr(model, "source", "") or "")
     if not source or source == "<memory>":
         return "textsiamese"
-    try:
-        from textsiamese.loading import default_model_path
+    from textsiamese.model.loading import default_model_path
 
+    try:
         if Path(source).resolve() == default_model_path().resolve():
             return EMBEDDED_MODEL_NAME
-    except Exception:  # the embedded model's package is optional
+    except ModelError:  # the embedded model's package is optional
         pass
     return Path(source.rstrip("/")).name or "textsiamese"
 
