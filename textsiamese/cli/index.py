@@ -27,6 +27,8 @@ from textsiamese.errors import ConfigError, InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``index`` and its actions (build, add, remove, info): one ``add_argument`` per option, so it is
+    long but flat."""
     parser = subparsers.add_parser(
         "index",
         help="build and update a semantic-search index",

@@ -15,6 +15,8 @@ from textsiamese.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``serve``: one ``add_argument`` per option (model, indexes, limits, batching), so it is long but
+    flat."""
     parser = subparsers.add_parser(
         "serve",
         help="serve embeddings, scores, search and classification over HTTP",

@@ -150,33 +150,24 @@ def _cross_validated(
     return predicted, float(np.mean(thresholds)), k
 
 
-def classify_pairs(
+def _decide(
     model: SiameseModel,
-    pairs: PairData,
-    dev: PairData | None = None,
-    metric: str | None = None,
-    objective: str = "accuracy",
-    folds: int = 5,
-    seed: int = 0,
-    batch_size: int | None = None,
-    show_progress: bool = False,
-) -> ClassificationOutcome:
-    """Evaluate pair classification and keep the arrays (see ``evaluate_classification`` for the dict)."""
-    if pairs.labels is None:
-        raise InputError(pairs.source, "classification needs a 0/1 'label' column")
-    if dev is not None and dev.labels is None:
-        raise InputError(dev.source, "the dev file needs a 0/1 'label' column")
+    scores: np.ndarray,
+    labels: np.ndarray,
+    metric: str,
+    result: Result,
+    *,
+    dev: PairData | None,
+    objective: str,
+    folds: int,
+    seed: int,
+    batch_size: int | None,
+    show_progress: bool,
+) -> tuple[np.ndarray, float, dict[str, Any] | None]:
+    """The decisions on ``scores``, their threshold and the calibration to report, chosen away from the
+    evaluation file: on ``dev`` when given, else from the model's calibration, else by cross-validation.
+    Says in ``result`` where the threshold (and calibration) came from."""
     calibration = model.calibration
-    if metric is None:
-        metric = metric_of(calibration) if calibration else model.similarity_metric
-    metric = get_distance(metric).name
-    a, b = model.encode_pairs(
-        pairs.sentence1, pairs.sentence2, batch_size=batch_size, show_progress=show_progress
-    )
-    scores = get_distance(metric).pairwise(torch.from_numpy(a), torch.from_numpy(b)).double().numpy()
-    labels = np.asarray(pairs.labels, dtype=np.int64)
-    result: Result = {"task": "classification", "metric": metric}
-    probs: np.ndarray | None = None
     usable_calibration = calibration if calibration and metric_of(calibration) == metric else None
     if dev is not None:
         dev_scores = model_scores(
@@ -206,6 +197,49 @@ def classify_pairs(
             else "the evaluation file itself (too few pairs of a class to cross-validate)",
             threshold_objective=objective,
         )
+    return np.asarray(predicted), float(threshold), usable_calibration
+
+
+def classify_pairs(
+    model: SiameseModel,
+    pairs: PairData,
+    dev: PairData | None = None,
+    metric: str | None = None,
+    objective: str = "accuracy",
+    folds: int = 5,
+    seed: int = 0,
+    batch_size: int | None = None,
+    show_progress: bool = False,
+) -> ClassificationOutcome:
+    """Evaluate pair classification and keep the arrays (see ``evaluate_classification`` for the dict)."""
+    if pairs.labels is None:
+        raise InputError(pairs.source, "classification needs a 0/1 'label' column")
+    if dev is not None and dev.labels is None:
+        raise InputError(dev.source, "the dev file needs a 0/1 'label' column")
+    calibration = model.calibration
+    if metric is None:
+        metric = metric_of(calibration) if calibration else model.similarity_metric
+    metric = get_distance(metric).name
+    a, b = model.encode_pairs(
+        pairs.sentence1, pairs.sentence2, batch_size=batch_size, show_progress=show_progress
+    )
+    scores = get_distance(metric).pairwise(torch.from_numpy(a), torch.from_numpy(b)).double().numpy()
+    labels = np.asarray(pairs.labels, dtype=np.int64)
+    result: Result = {"task": "classification", "metric": metric}
+    probs: np.ndarray | None = None
+    predicted, threshold, usable_calibration = _decide(
+        model,
+        scores,
+        labels,
+        metric,
+        result,
+        dev=dev,
+        objective=objective,
+        folds=folds,
+        seed=seed,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
     result.update(decision_metrics(predicted, labels))
     result["average_precision"] = average_precision(closeness(scores, metric), labels)
     result["roc_auc"] = roc_auc(closeness(scores, metric), labels)

@@ -221,6 +221,26 @@ def plot_pca(path: Path, vectors: np.ndarray, groups: Sequence[Any], title: str,
     return _save(fig, path)
 
 
+def _summary_lines(
+    metrics: Mapping[str, Any], source: str, notes: Sequence[str], written: Sequence[Path]
+) -> list[str]:
+    """``summary.md``: the measures as a table, a line per plot, and the plots inline."""
+    lines = [f"# Evaluation report: {metrics.get('task', '')}", ""]
+    if source:
+        lines += [f"Data: `{source}`", ""]
+    lines += ["| measure | value |", "| --- | --- |"]
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {shown} |")
+    lines += ["", "## Plots", ""]
+    for note in notes:
+        lines.append(f"- {note}")
+    lines.append("")
+    for path in written:
+        lines.append(f"![{path.stem}]({path.name})")
+    return lines
+
+
 def write_report(
     directory: str | Path,
     metrics: Mapping[str, Any],
@@ -272,19 +292,7 @@ def write_report(
     if pca_vectors is not None and pca_groups is not None and len(pca_vectors) >= 3:
         written.append(plot_pca(out / "pca.png", pca_vectors, pca_groups, pca_title))
         notes.append(f"pca.png: {pca_title}")
-    lines = [f"# Evaluation report: {metrics.get('task', '')}", ""]
-    if source:
-        lines += [f"Data: `{source}`", ""]
-    lines += ["| measure | value |", "| --- | --- |"]
-    for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"| {key} | {shown} |")
-    lines += ["", "## Plots", ""]
-    for note in notes:
-        lines.append(f"- {note}")
-    lines.append("")
-    for path in written:
-        lines.append(f"![{path.stem}]({path.name})")
+    lines = _summary_lines(metrics, source, notes, written)
     with atomic_open(out / "summary.md") as handle:
         handle.write("\n".join(lines) + "\n")
     _readable(out / "summary.md")

@@ -158,6 +158,9 @@ class SiameseModel(nn.Module):
         ``textsiamese.inference.onnx``). ``out``: a float32 (N, dimension) array to
         fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
         is returned.
+
+        (Long for its docstring and argument checks, each with its own message; the batching itself is
+        :func:`textsiamese.inference.pipeline.encode_into`.)
         """
         single = isinstance(texts, str)
         items = [texts] if isinstance(texts, str) else list(texts)

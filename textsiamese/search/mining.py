@@ -86,6 +86,9 @@ def mine_hard_negatives(
     distance the mirror). Anchors are encoded with the query tower, positives with the document tower (or
     pass ``anchor_vectors`` / ``positive_vectors``). A pair for which fewer than ``num_negatives`` candidates
     survive, even after widening the search to the whole index, is skipped and counted in ``stats``.
+
+    (One generator on purpose: each chunk's vectors, its exclusion sets and its search results live only
+    while the chunk is mined, which keeps memory bounded; splitting it would pass all three around.)
     """
     if len(anchors) != len(positives):
         raise InputError("pairs", f"{len(anchors)} anchors for {len(positives)} positives")
