@@ -8,47 +8,9 @@ it; ``oneshot`` classifies texts by their nearest enrolled reference (or class c
 
 from __future__ import annotations
 
-from textsiamese.decisions.calibration import (
-    METHODS,
-    OBJECTIVES,
-    apply_threshold,
-    calibrate,
-    calibrated_scores,
-    check_calibration,
-    choose_threshold,
-    closeness,
-    decision_threshold,
-    decisions,
-    expected_calibration_error,
-    fit_calibration,
-    metric_of,
-    model_scores,
-    probabilities,
-    raw_probabilities,
-    reliability_curve,
-)
-from textsiamese.decisions.oneshot import STRATEGIES, OneShotClassifier, Predictions, accuracy
+from textsiamese.decisions import calibration as _calibration
+from textsiamese.decisions import oneshot as _oneshot
+from textsiamese.decisions.calibration import *  # noqa: F403
+from textsiamese.decisions.oneshot import *  # noqa: F403
 
-__all__ = [
-    "METHODS",
-    "OBJECTIVES",
-    "STRATEGIES",
-    "OneShotClassifier",
-    "Predictions",
-    "accuracy",
-    "apply_threshold",
-    "calibrate",
-    "calibrated_scores",
-    "check_calibration",
-    "choose_threshold",
-    "closeness",
-    "decision_threshold",
-    "decisions",
-    "expected_calibration_error",
-    "fit_calibration",
-    "metric_of",
-    "model_scores",
-    "probabilities",
-    "raw_probabilities",
-    "reliability_curve",
-]
+__all__ = _calibration.__all__ + _oneshot.__all__
