@@ -15,10 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-
 from _serve_helpers import ProcessServer, agnews_rows, request
 
 from textsiamese.search import Index

@@ -16,13 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("openai", reason="the openai client is not installed (pip install -e .[dev])")
-
 import openai
+import pytest
 from _serve_helpers import ProcessServer, ThreadServer, request
 from conftest import make_tiny_transformer
 
