@@ -172,3 +172,13 @@ def load_model(args: argparse.Namespace) -> Any:
     from textsiamese.model.loading import load
 
     return load(args.model, device=args.device, backend=getattr(args, "backend", "torch"))
+
+
+def add_prompt_option(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--prompt TEXT``: the prefix put before every text, in place of the model's own prompt for ``role``."""
+    parser.add_argument(
+        "--prompt",
+        default=None,
+        metavar="TEXT",
+        help=f'prefix put before every text ("" for none); default: the model\'s own {role} prompt, if any',
+    )

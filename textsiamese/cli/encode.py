@@ -19,6 +19,7 @@ from textsiamese.cli.common import (
     PRECISIONS,
     add_model_options,
     add_progress_option,
+    add_prompt_option,
     count,
     load_model,
     show_progress,
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do not L2-normalise the vectors, even if the model does by default",
     )
     add_progress_option(parser)
+    add_prompt_option(parser, "query or document (--role)")
     parser.add_argument(
         "--errors",
         default="strict",
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             show_progress=show_progress(args),
             precision=args.precision,
             out=array,
+            prompt=args.prompt,
         )
     print(
         f"textsiamese encode: {count(shape[0], 'text')} → {args.output} ({shape[0]} x {shape[1]} float32)",

@@ -13,7 +13,12 @@ import json
 import sys
 from typing import Any
 
-from textsiamese.cli.common import add_errors_option, add_id_column_option, add_model_options
+from textsiamese.cli.common import (
+    add_errors_option,
+    add_id_column_option,
+    add_model_options,
+    add_prompt_option,
+)
 from textsiamese.cli.index import load_index_model
 from textsiamese.errors import ConfigError
 
@@ -38,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per query and line")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index file (IVF kinds)")
     add_model_options(parser)
+    add_prompt_option(parser, "query")
     add_errors_option(parser)
     parser.set_defaults(func=run)
 
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     batch = max(1, args.batch_size or 64)  # queries per search call (each call encodes its chunk)
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]
-        results = index.search(chunk, k=args.k, model=model, batch_size=args.batch_size)
+        results = index.search(chunk, k=args.k, model=model, batch_size=args.batch_size, prompt=args.prompt)
         for query_id, query, hits in zip(query_ids[start : start + batch], chunk, results, strict=True):
             if args.json:
                 record: dict[str, Any] = {

@@ -1,8 +1,8 @@
 """The model configuration saved as ``config.json`` in a model directory, and read back by ``load``.
 
 A model directory is self-describing: this file names each tower's kind and settings, which tower serves
-which role, whether embeddings are L2-normalised, their dimension, any calibration, and the library version
-that wrote it. Weights live beside it in ``model.safetensors``; tower assets under ``towers/<name>/``.
+which role, whether embeddings are L2-normalised, their dimension, any calibration, the prompt (a prefix)
+each role's texts get before tokenizing, and the library version that wrote it. Weights live beside it in ``model.safetensors``; tower assets under ``towers/<name>/``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class ModelConfig:
     dimension: int = 0
     similarity: str = "cosine"
     calibration: dict[str, Any] | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
     library_version: str = ""
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
@@ -55,6 +56,10 @@ class ModelConfig:
             config = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as error:
             raise ModelError(f"{path}: incomplete model config ({error})") from None
+        if not isinstance(config.prompts, dict) or any(
+            role not in ROLES or not isinstance(text, str) for role, text in config.prompts.items()
+        ):
+            raise ModelError(f"{path}: prompts must map query / document to a string, not {config.prompts!r}")
         missing = [role for role in ROLES if role not in config.roles]
         undefined = [name for name in config.roles.values() if name not in config.towers]
         if missing or undefined:

@@ -227,4 +227,35 @@ def _load_sentence_transformers(directory: Path, trust_remote_code: bool) -> Sia
         lowercase=bool(settings.get("do_lower_case", False)),
         trust_remote_code=trust_remote_code,
     )
-    return SiameseModel(tower, normalize="Normalize" in kinds)
+    if pooling_config.get("include_prompt") is False:
+        raise ModelError(
+            f"{pooling_dir}: include_prompt false (pooling that leaves out the prompt's tokens) is not supported"
+        )
+    return SiameseModel(tower, normalize="Normalize" in kinds, prompts=st_prompts(directory))
+
+
+# sentence-transformers names its prompts freely; these names serve each role, the first one present wins.
+_ST_ROLE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus")}
+
+
+def st_prompts(directory: Path) -> dict[str, str]:
+    """The role prompts of a sentence-transformers directory's ``config_sentence_transformers.json``: its
+    ``query`` prompt for the query role, its ``document`` / ``passage`` / ``corpus`` prompt for the document
+    role, and its ``default_prompt_name`` prompt for a role with none of its own (as ``encode_query`` /
+    ``encode_document`` and plain ``encode`` choose in sentence-transformers)."""
+    path = directory / "config_sentence_transformers.json"
+    if not path.is_file():
+        return {}
+    settings = _read_json(path)
+    prompts = settings.get("prompts") or {} if isinstance(settings, dict) else {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ModelError(f"{path}: prompts must map names to strings")
+    default_name = settings.get("default_prompt_name")
+    if default_name is not None and default_name not in prompts:
+        raise ModelError(f"{path}: default_prompt_name {default_name!r} is not one of the prompts")
+    default = prompts[default_name] if default_name else ""
+    chosen: dict[str, str] = {}
+    for role, names in _ST_ROLE_PROMPTS.items():
+        own = next((prompts[name] for name in names if name in prompts), None)
+        chosen[role] = default if own is None else own
+    return {role: text for role, text in chosen.items() if text}

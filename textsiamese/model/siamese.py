@@ -68,6 +68,7 @@ class SiameseModel(nn.Module):
         normalize: bool = False,
         similarity: str = "cosine",
         calibration: dict[str, Any] | None = None,
+        prompts: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if tower is not None:
@@ -92,6 +93,7 @@ class SiameseModel(nn.Module):
         self.backend = "torch"
         self.similarity_metric = get_distance(similarity).name
         self.calibration = calibration
+        self.prompts = check_prompts(prompts or {})
         self.source = "<memory>"
 
     @classmethod
@@ -136,6 +138,7 @@ class SiameseModel(nn.Module):
         precision: str = "auto",
         backend: str | None = None,
         out: np.ndarray | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
 
@@ -157,13 +160,16 @@ class SiameseModel(nn.Module):
         ``auto`` / ``fp32``, int8 weights per channel for ``int8``; needs the ``onnx`` extra; see
         ``textsiamese.inference.onnx``). ``out``: a float32 (N, dimension) array to
         fill instead of a new one, e.g. ``numpy.lib.format.open_memmap`` so a large corpus streams to disk; it
-        is returned.
+        is returned. ``prompt``: the prefix put before every text (``""`` for none); default the model's
+        own prompt for ``role`` (``model.prompts``, saved in the model config), so ``encode(texts,
+        role="query")`` of a model with ``prompts={"query": "query: "}`` equals ``encode(["query: " + t for t
+        in texts], prompt="")``. The prompt's tokens count towards the tower's maximum length.
 
         (Long for its docstring and argument checks, each with its own message; the batching itself is
         :func:`textsiamese.inference.pipeline.encode_into`.)
         """
         single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else list(texts)
+        items = self.prompted([texts] if isinstance(texts, str) else list(texts), role, prompt)
         if batch_size is not None and batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         tower = self.tower(role)
@@ -196,6 +202,17 @@ class SiameseModel(nn.Module):
                 stacklevel=2,
             )
         return output[0] if single else output
+
+    def prompted(self, texts: Sequence[str], role: str, prompt: str | None = None) -> list[str]:
+        """``texts`` with ``role``'s prompt in front: ``prompt`` when given (``""``: none), else the model's
+        own for ``role``. Everything that tokenizes for a role (encode, training batches, the service's
+        batcher) goes through here, so a prompt is applied the same way everywhere."""
+        if role not in self.roles:
+            raise ConfigError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        prefix = self.prompts.get(role, "") if prompt is None else prompt
+        if not isinstance(prefix, str):
+            raise ConfigError(f"prompt must be a string, not {type(prefix).__name__}")
+        return [prefix + text for text in texts] if prefix else list(texts)
 
     def _runner(self, role: str, backend: str, precision: str) -> tuple[Any, str]:
         """What runs ``role``'s batches, and the autocast precision to run it under: the tower itself, its
@@ -268,7 +285,13 @@ class SiameseModel(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of both sides of aligned pairs (a as queries, b as documents)."""
         if self.is_shared:
-            both = self.encode([*texts_a, *texts_b], batch_size=batch_size, show_progress=show_progress)
+            # One pass over both sides, each with its own role's prompt.
+            both = self.encode(
+                [*self.prompted(texts_a, "query"), *self.prompted(texts_b, "document")],
+                batch_size=batch_size,
+                show_progress=show_progress,
+                prompt="",
+            )
             return both[: len(texts_a)], both[len(texts_a) :]
         a = self.encode(texts_a, role="query", batch_size=batch_size, show_progress=show_progress)
         b = self.encode(texts_b, role="document", batch_size=batch_size, show_progress=show_progress)
@@ -285,6 +308,7 @@ class SiameseModel(nn.Module):
             dimension=self.dimension,
             similarity=self.similarity_metric,
             calibration=self.calibration,
+            prompts=dict(self.prompts),
             library_version=__version__,
         )
 
@@ -336,6 +360,7 @@ class SiameseModel(nn.Module):
             normalize=config.normalize,
             similarity=config.similarity,
             calibration=config.calibration,
+            prompts=config.prompts,
         )
         weights = directory / WEIGHTS_FILE
         if not weights.is_file():
@@ -348,6 +373,18 @@ class SiameseModel(nn.Module):
             ) from None
         model.source = str(directory)
         return model
+
+
+def check_prompts(prompts: dict[str, str]) -> dict[str, str]:
+    """``prompts`` checked: keys are roles, values strings; empty prompts are dropped."""
+    if not isinstance(prompts, dict):
+        raise ConfigError(f"prompts must map roles to strings, not {type(prompts).__name__}")
+    for role, text in prompts.items():
+        if role not in ROLES:
+            raise ConfigError(f"prompts: unknown role {role!r}; choose from {', '.join(ROLES)}")
+        if not isinstance(text, str):
+            raise ConfigError(f"prompts.{role} must be a string, not {type(text).__name__}")
+    return {role: text for role, text in prompts.items() if text}
 
 
 def _short(error: BaseException) -> str:

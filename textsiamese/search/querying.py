@@ -45,6 +45,7 @@ class Encoder(Protocol):
         batch_size: int | None = ...,
         *,
         show_progress: bool = ...,
+        prompt: str | None = ...,
     ) -> Any: ...
 
 
@@ -203,9 +204,11 @@ class SearchableIndex:
         *,
         model: Encoder | None = None,
         batch_size: int | None = None,
+        prompt: str | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query: text queries go through the query tower, arrays are used as they are.
-        A ``k`` above the index size returns every row, with a warning.
+        A ``k`` above the index size returns every row, with a warning. ``prompt`` overrides the model's
+        query prompt (``SiameseModel.encode``'s ``prompt``).
 
         >>> index.search(["who won the match?"], k=3)[0][0].text  # doctest: +SKIP
         """
@@ -219,7 +222,7 @@ class SearchableIndex:
             if not texts:
                 return []
             encoder = self._encoder(model)
-            matrix = self._prepare(encoder.encode(texts, role="query", batch_size=batch_size))
+            matrix = self._prepare(encoder.encode(texts, role="query", batch_size=batch_size, prompt=prompt))
         scores, labels = self._search_labels(matrix, k)
         return self._rows.hits(scores, labels)
 

@@ -89,12 +89,14 @@ class QueuedModel:
         role: str = "query",
         batch_size: int | None = None,
         *args: Any,
+        prompt: str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Vectors of ``texts`` from the shared batch (``batch_size`` and the rest are the batcher's to choose;
-        vectors are the model's defaults: its normalisation and ``precision="auto"``)."""
+        vectors are the model's defaults: its normalisation and ``precision="auto"``). The role's prompt
+        (or ``prompt``) is applied here, before measuring, as ``SiameseModel.encode`` applies it."""
         single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else list(texts)
+        items = self._model.prompted([texts] if isinstance(texts, str) else list(texts), role, prompt)
         if not items:
             return np.zeros((0, int(self._model.dimension)), dtype=np.float32)
         prepared = measure(self._model, items, role)

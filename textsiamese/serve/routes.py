@@ -69,7 +69,7 @@ def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
     state = service(request)
     check_texts(body.texts, "texts", state.limits)
     model = state.queued_model()
-    vectors = np.asarray(model.encode(body.texts, role=body.role), dtype="<f4")
+    vectors = np.asarray(model.encode(body.texts, role=body.role, prompt=body.prompt), dtype="<f4")
     count_truncated(state, len(model.truncation.rows))
     out: list[Any]
     if body.encoding == "base64":

@@ -17,6 +17,9 @@ class _Strict(BaseModel):
 class EmbedRequest(_Strict):
     texts: list[StrictStr] = Field(description="texts to encode, in order")
     role: Literal["query", "document"] = Field("query", description="which tower encodes them")
+    prompt: StrictStr | None = Field(
+        None, description="prefix put before every text; default the model's own prompt for the role"
+    )
     encoding: Literal["float", "base64"] = Field(
         "float", description="vectors as float lists, or base64 of little-endian float32"
     )

@@ -99,7 +99,9 @@ class ServiceState:
         self.metrics = ServiceMetrics(lambda: self.batcher.queued_texts, lambda: self.batcher.alive)
 
     def _encode(self, texts: list[str], role: str, batch_size: int) -> Any:
-        return self.model.encode(texts, role=role, batch_size=batch_size, precision=self.precision)
+        # Texts arrive with their prompt already applied (``QueuedModel.encode``): jobs of two roles share a
+        # batch when one tower serves both, so the batch cannot apply a role's prompt itself.
+        return self.model.encode(texts, role=role, batch_size=batch_size, precision=self.precision, prompt="")
 
     def _record_batch(self, record: BatchRecord) -> None:
         self.metrics.batch_texts.observe(record.texts)

@@ -101,7 +101,7 @@ def build_train_set(
     columns: list[Column] = []
     truncated = 0
     for name, role, values in texts:
-        tokens = model.tower(role).tokenize(values)
+        tokens = model.tower(role).tokenize(model.prompted(values, role))
         truncated += tokens.truncated
         columns.append(Column(name, role, tokens.ids, list(values) if family == "ranking" else []))
     if not columns[0].ids:

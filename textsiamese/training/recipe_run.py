@@ -23,6 +23,7 @@ from textsiamese.data import PairData, TripletData, atomic_open, read_pairs, rea
 from textsiamese.errors import ConfigError
 from textsiamese.losses import get_loss
 from textsiamese.model import SiameseModel
+from textsiamese.model.siamese import check_prompts
 from textsiamese.training.config import TrainConfig
 from textsiamese.training.evaluators import DEFAULT_METRIC, make_evaluator
 from textsiamese.training.machine import machine_description
@@ -199,12 +200,17 @@ def build_model(spec: dict[str, Any], recipe_path: Path | None, texts: Sequence[
         raise ConfigError(f"model.towers must be shared or pseudo, not {towers!r}")
     if towers == "pseudo" and model.is_shared:
         model = SiameseModel.untied(
-            model.tower("query"), normalize=model.normalize, similarity=model.similarity_metric
+            model.tower("query"),
+            normalize=model.normalize,
+            similarity=model.similarity_metric,
+            prompts=model.prompts,
         )
     elif towers == "shared" and not model.is_shared:
         raise ConfigError("model.towers is shared but the base model has one tower per role")
     if spec.get("normalize") is not None:
         model.normalize = bool(spec["normalize"])
+    if spec.get("prompts") is not None:
+        model.prompts = check_prompts(dict(spec["prompts"] or {}))
     return model
 
 

@@ -14,6 +14,7 @@ one stage:
       base: default            # "default" (embedded MiniLM), or a model directory; null: build `tower`
       towers: shared           # shared | pseudo (two untied copies: one tower per role)
       normalize: null          # true / false overrides the base model's setting
+      prompts: null            # {query: "query: ", document: "passage: "}: a prefix per role, saved with the model
       tower: null              # built when base is null: {kind: lstm, glove: true, max_words: 100000, ...}
     data:
       train: ../shared/data/stsb/sts-train.csv
@@ -68,7 +69,7 @@ from textsiamese.training.results import TrainResult as TrainResult
 from textsiamese.training.trainer import Trainer as Trainer
 
 SECTIONS = ("name", "description", "seed", "output", "model", "data", "loss", "eval", "train", "stages")
-MODEL_KEYS = ("base", "towers", "normalize", "tower")
+MODEL_KEYS = ("base", "towers", "normalize", "prompts", "tower")
 DATA_KEYS = (
     "train",
     "format",
@@ -87,7 +88,7 @@ DEFAULTS: dict[str, Any] = {
     "description": "",
     "seed": 42,
     "output": None,
-    "model": {"base": "default", "towers": "shared", "normalize": None, "tower": None},
+    "model": {"base": "default", "towers": "shared", "normalize": None, "prompts": None, "tower": None},
     "data": {
         "train": None,
         "format": "auto",
