@@ -176,6 +176,7 @@ def test_every_default_is_said_and_no_help_prints_an_empty_one() -> None:
 
 def test_the_choices_the_parsers_repeat_match_the_library() -> None:
     from textsiamese.cli import common
+    from textsiamese.inference import long_text
     from textsiamese.inference import onnx as onnx_backend
     from textsiamese.inference import precision as accelerate
     from textsiamese.search import kinds
@@ -184,6 +185,8 @@ def test_the_choices_the_parsers_repeat_match_the_library() -> None:
     assert common.PRECISIONS == accelerate.PRECISIONS
     assert common.INDEX_KIND_NAMES == kinds.KIND_NAMES
     assert common.INDEX_METRICS == kinds.METRICS
+    assert common.LONG_TEXT_MODES == long_text.MODES
+    assert common.CHUNK_POOLINGS == long_text.CHUNK_POOLINGS
 
 
 def test_counts_are_in_words() -> None:

@@ -441,9 +441,38 @@ def _check_python_evaluation(ws: Workspace, out: Outcome) -> None:
     assert ws.namespace["matcher"].classify(["Stocks rallied on Friday."]).labels[0] in {"business", "sport"}
 
 
+def _check_python_long_text(ws: Workspace, out: Outcome) -> None:
+    tokens = ws.namespace["tokens"]
+    assert ws.namespace["vectors"].shape == (2, 384) and tokens[1] > 256 > tokens[0], tokens
+    assert ws.namespace["model"].long_text == {
+        "query": ws.namespace["LongText"](),
+        "document": ws.namespace["LongText"](),
+    }
+
+
+def _check_token_report(ws: Workspace, out: Outcome) -> None:
+    rows = _rows(ws.root / "long.tokens.csv")
+    assert len(rows) == 40 and list(rows[0]) == ["id", "line", "tokens", "truncated"], rows[:1]
+    assert np.load(ws.root / "long.npy").shape == (40, 384)
+
+
+def _check_scored_tokens(ws: Workspace, out: Outcome) -> None:
+    rows = _rows(ws.root / "scored-tokens.csv")
+    assert len(rows) == 24 and list(rows[0])[-3:] == ["sentence1_tokens", "sentence2_tokens", "truncated"]
+
+
+def _check_chunked_index(ws: Workspace, out: Outcome) -> None:
+    manifest = json.loads((ws.root / "chunked.index" / "manifest.json").read_text())
+    assert manifest["count"] == 80, manifest
+
+
 # Checks, keyed on a substring of the example (the first that matches applies). Every example that runs is
 # keyed here: one that is not fails (a new README example needs its check, or an entry saying why none).
 CHECKS: dict[str, Callable[[Workspace, Outcome], None]] = {
+    "from textsiamese.inference.long_text import LongText": _check_python_long_text,
+    "--output long.npy --report-truncation": _check_token_report,
+    "--output scored-tokens.csv": _check_scored_tokens,
+    "--output chunked.index": _check_chunked_index,
     "eval --task sts --format stsb --data ../shared/data/stsb/sts-dev.csv --json": _check_sts_json,
     "score --pairs " + REWRITE["textsiamese/samples/pairs.csv"]: _check_sample_scores,
     "--output scored.jsonl": _check_scored_jsonl,

@@ -367,20 +367,25 @@ def test_truncation_is_one_warning_line_with_the_count(
     rows = [f"{long if i % 3 == 0 else 'short text'},another text {i},{i % 5}" for i in range(10)]
     data = _write(tmp_path, ("sentence1,sentence2,score\n" + "\n".join(rows) + "\n").encode())
     expected = "warning: 4 of 20 texts were longer than 32 tokens and were truncated"
-    for command in (
-        ["score", "--pairs", str(data), "--output", str(tmp_path / "o.csv"), "--chunk-size", "3"],
-        ["score", "--pairs", str(data), "--output", str(tmp_path / "o.csv")],
-        ["eval", "--task", "sts", "--data", str(data)],
+    for command, rows in (
+        (
+            ["score", "--pairs", str(data), "--output", str(tmp_path / "o.csv"), "--chunk-size", "3"],
+            "lines 2, 5, 8, 11",
+        ),
+        (["score", "--pairs", str(data), "--output", str(tmp_path / "o.csv")], "lines 2, 5, 8, 11"),
+        (["eval", "--task", "sts", "--data", str(data)], "pairs 0, 3, 6, 9"),
     ):
         status, _, err = run_cli([*command, "--model", str(tiny_model_dir)], capsys)
         assert status == 0, err
         warned = [line for line in err.splitlines() if "truncated" in line]
-        assert warned == [f"textsiamese {command[0]}: {expected}"], err
+        assert warned == [f"textsiamese {command[0]}: {expected} ({rows})"], err
     model = textsiamese.load(tiny_model_dir, device="cpu")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.encode([long, "short", long])
-    assert [str(w.message) for w in caught] == ["2 of 3 texts were longer than 32 tokens and were truncated"]
+    assert [str(w.message) for w in caught] == [
+        "2 of 3 texts were longer than 32 tokens and were truncated (indexes 0, 2)"
+    ]
 
 
 def test_sts_eval_needs_two_pairs_and_varying_gold(

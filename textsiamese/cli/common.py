@@ -9,7 +9,10 @@ themselves are imported by the functions that run a command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from textsiamese.data import PAIR_FORMATS, PairData, read_pairs
@@ -182,3 +185,121 @@ def add_prompt_option(parser: argparse.ArgumentParser, role: str) -> None:
         metavar="TEXT",
         help=f'prefix put before every text ("" for none); default: the model\'s own {role} prompt, if any',
     )
+
+
+# textsiamese.inference.long_text.MODES and .CHUNK_POOLINGS, as the options offer them (checked like the above).
+LONG_TEXT_MODES = ("truncate", "chunk")
+CHUNK_POOLINGS = ("mean", "max", "first")
+
+
+def add_long_text_options(parser: argparse.ArgumentParser, report: bool = True) -> None:
+    """``--long-text``, ``--chunk-length``, ``--chunk-overlap``, ``--chunk-pooling`` and, where the command
+    writes one, ``--report-truncation``."""
+    parser.add_argument(
+        "--long-text",
+        default=None,
+        choices=LONG_TEXT_MODES,
+        help="texts longer than the tower reads: truncate them, or chunk them (overlapping windows encoded in "
+        "the same batches, their vectors pooled into one) (default: the model's saved setting, else truncate)",
+    )
+    parser.add_argument(
+        "--chunk-length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tokens per chunk, special tokens included (default: the tower's maximum)",
+    )
+    parser.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tokens shared by neighbouring chunks (default: 32)",
+    )
+    parser.add_argument(
+        "--chunk-pooling",
+        default=None,
+        choices=CHUNK_POOLINGS,
+        help="how chunk vectors become one: mean, max (per dimension) or first (default: mean)",
+    )
+    if report:
+        parser.add_argument(
+            "--report-truncation",
+            action="store_true",
+            help="write each text's token count and whether it was truncated beside the output, and name the "
+            "truncated rows' lines in the warning",
+        )
+
+
+def apply_long_text(args: argparse.Namespace, model: Any, roles: tuple[str, ...]) -> None:
+    """Set ``roles``' long-text handling on ``model`` from the ``--long-text`` / ``--chunk-*`` options, on top
+    of what the model has saved; nothing given leaves the model's own."""
+    from dataclasses import replace
+
+    from textsiamese.inference.long_text import LongText
+
+    given = {
+        "mode": args.long_text,
+        "chunk_length": args.chunk_length,
+        "overlap": args.chunk_overlap,
+        "pooling": args.chunk_pooling,
+    }
+    changes = {key: value for key, value in given.items() if value is not None}
+    if not changes:
+        return
+    for role in roles:
+        setting = replace(model.long_text.get(role, LongText()), **changes)
+        if not setting.chunked:
+            options = [f"--{name}" for name in ("chunk-length", "chunk-overlap", "chunk-pooling")]
+            named = [
+                o
+                for o, k in zip(options, ("chunk_length", "overlap", "pooling"), strict=True)
+                if k in changes
+            ]
+            if named:
+                raise ConfigError(f"{', '.join(named)} needs --long-text chunk (the model truncates)")
+        model.set_long_text(setting, role=role)
+
+
+@contextlib.contextmanager
+def held_truncation() -> Iterator[list[str]]:
+    """Hold back ``encode``'s own TruncationWarning (it counts input positions) so the command can give one
+    naming the file's lines (``warn_truncation``): the list yielded holds the held messages once the block
+    ends; other warnings pass on as they came."""
+    from textsiamese.model import TruncationWarning
+
+    held: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield held
+    for record in caught:
+        if issubclass(record.category, TruncationWarning):
+            held.append(str(record.message))
+        else:
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+
+
+def truncated_flags(model: Any, role: str, tokens: Any) -> Any:
+    """Which of ``role``'s texts (by whole token count) lost tokens (``SiameseModel.truncated``)."""
+    return model.truncated(tokens, role)
+
+
+def warn_truncation(texts: int, lines: list[int], limits: list[int], count: int | None = None) -> None:
+    """The one TruncationWarning of a command: how many of ``texts`` were cut (``count``, default one per
+    line) and the first of their ``lines``."""
+    from textsiamese.inference.long_text import truncation_message
+    from textsiamese.model import TruncationWarning
+
+    count = len(lines) if count is None else count
+    if count:
+        limit = " or ".join(str(n) for n in sorted(set(limits)))
+        message = truncation_message(count, texts, limit, sorted(set(lines)), "lines")
+        warnings.warn(message, TruncationWarning, stacklevel=2)
+
+
+def line_numbers(flags: Any, lines: list[int]) -> list[int]:
+    """The file lines (else 1-based positions) of the rows whose flag is set."""
+    import numpy as np
+
+    rows = np.flatnonzero(np.asarray(flags)).tolist()
+    return [lines[i] for i in rows] if lines else [i + 1 for i in rows]

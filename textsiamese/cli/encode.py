@@ -13,18 +13,24 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textsiamese.cli.common import (
     PRECISIONS,
+    add_long_text_options,
     add_model_options,
     add_progress_option,
     add_prompt_option,
+    apply_long_text,
     count,
+    held_truncation,
+    line_numbers,
     load_model,
     show_progress,
+    truncated_flags,
+    warn_truncation,
 )
-from textsiamese.data import read_corpus
+from textsiamese.data import atomic_open, read_corpus
 from textsiamese.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="encode a text file into a .npy array of embeddings",
         description="Encode every text of FILE (a .txt file: one text per line, blank lines skipped; a CSV, "
         "TSV or JSONL file: the --text-column column) and save the embeddings, one row per text in input "
-        "order, as a float32 .npy array. The output is written under a temporary name and renamed.",
+        "order, as a float32 .npy array. The output is written under a temporary name and renamed. "
+        "--report-truncation also writes FILE.tokens.csv (id, line, tokens, truncated per row).",
     )
     parser.add_argument("--input", required=True, metavar="FILE", help="text file (.txt, .csv, .tsv, .jsonl)")
     parser.add_argument("--output", required=True, metavar="FILE.npy", help="where to save the (N, D) array")
@@ -79,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["strict", "replace"],
         help="invalid UTF-8: stop with the line (strict) or substitute U+FFFD (replace)",
     )
+    add_long_text_options(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -92,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output must end in .npy (numpy.save adds the suffix otherwise): {args.output}")
     corpus = read_corpus(args.input, text_column=args.text_column, errors=args.errors)
     model = load_model(args)
+    apply_long_text(args, model, (args.role,))
     shape = (len(corpus.texts), model.tower(args.role).dimension)
-    with torch_threads(args.threads), _atomic_npy(Path(args.output), shape) as array:
-        model.encode(
+    with torch_threads(args.threads), _atomic_npy(Path(args.output), shape) as array, held_truncation():
+        _, tokens = model.encode(
             corpus.texts,
             role=args.role,
             batch_size=args.batch_size,
@@ -103,12 +112,29 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             out=array,
             prompt=args.prompt,
+            return_tokens=True,
         )
+    truncated = truncated_flags(model, args.role, tokens)
+    warn_truncation(len(tokens), line_numbers(truncated, corpus.lines), [model.tower(args.role).max_length])
+    if args.report_truncation:
+        _write_token_report(Path(args.output).with_suffix(".tokens.csv"), corpus, tokens, truncated)
     print(
         f"textsiamese encode: {count(shape[0], 'text')} → {args.output} ({shape[0]} x {shape[1]} float32)",
         file=sys.stderr,
     )
     return 0
+
+
+def _write_token_report(path: Path, corpus: Any, tokens: Any, truncated: Any) -> None:
+    """``--report-truncation``: one CSV row per array row: its id, file line, whole token count, truncated."""
+    import csv
+
+    lines = corpus.lines or list(range(1, len(corpus.texts) + 1))
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "line", "tokens", "truncated"])
+        writer.writerows(zip(corpus.ids, lines, tokens.tolist(), map(int, truncated), strict=True))
+    print(f"textsiamese encode: token counts → {path}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -18,10 +18,16 @@ from textsiamese.cli.common import (
     INDEX_METRICS,
     add_errors_option,
     add_id_column_option,
+    add_long_text_options,
     add_model_options,
     add_progress_option,
+    apply_long_text,
     count,
+    held_truncation,
+    line_numbers,
     show_progress,
+    truncated_flags,
+    warn_truncation,
 )
 from textsiamese.errors import ConfigError, InputError
 
@@ -41,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="encode a corpus and build an index",
         description="Encode a corpus (document tower) and write an index directory. Corpus: a .txt file (one "
         "text per line, ids = line numbers) or a CSV/TSV/JSONL file with a text column; other columns are "
-        "kept as metadata and returned with each hit.",
+        "kept as metadata and returned with each hit (with --report-truncation also tokens and truncated).",
     )
     add_corpus_options(build)
     build.add_argument("--output", metavar="DIR", help="index directory (default: <corpus name>.index)")
@@ -63,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="index parameter, e.g. nlist=4096, M=32, m=48 (repeatable)",
     )
+    add_long_text_options(build)
     add_model_options(build)
     add_errors_option(build)
     build.set_defaults(func=run_build)
@@ -75,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("--index", required=True, metavar="DIR", help="index directory")
     add_corpus_options(add, remembered=True)
+    add_long_text_options(add, report=False)
     add_model_options(add)
     add_errors_option(add)
     add.set_defaults(func=run_add)
@@ -141,7 +149,6 @@ def load_index_model(args: argparse.Namespace, index: Any) -> Any:
 def run_build(args: argparse.Namespace) -> int:
     from textsiamese.data import read_corpus
     from textsiamese.model.loading import load
-    from textsiamese.search import Index
 
     corpus = read_corpus(
         args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
@@ -149,12 +156,40 @@ def run_build(args: argparse.Namespace) -> int:
     if not corpus.texts:
         raise InputError(args.corpus, "the corpus has no texts")
     model = load(args.model, device=args.device, backend=args.backend)
+    apply_long_text(args, model, ("document",))
     output = Path(args.output) if args.output else Path(args.corpus).with_suffix(".index")
-    index = Index.build(
+    metadata = dict(corpus.metadata)
+    tokens = model.token_counts(corpus.texts, "document") if args.report_truncation else None
+    if tokens is not None:
+        clash = [name for name in ("tokens", "truncated") if name in metadata]
+        if clash:
+            raise ConfigError(
+                f"--report-truncation adds {' and '.join(clash)} to each row; the corpus has them"
+            )
+        metadata["tokens"] = tokens.tolist()
+        metadata["truncated"] = truncated_flags(model, "document", tokens).tolist()
+    with held_truncation() as held:
+        index = _build_index(args, model, corpus, metadata)
+    if held:
+        tokens = model.token_counts(corpus.texts, "document") if tokens is None else tokens
+        cut = line_numbers(truncated_flags(model, "document", tokens), corpus.lines)
+        warn_truncation(len(corpus.texts), cut, [model.tower("document").max_length])
+    # recorded for index add; row numbers (--id-column "") are no column, and numbering an added file again
+    # would repeat the build's ids, so they are not recorded
+    index.corpus_columns = {key: value for key, value in given_corpus_columns(args).items() if value}
+    index.save(output)
+    print(f"textsiamese index: {describe(index)} -> {output}", file=sys.stderr)
+    return 0
+
+
+def _build_index(args: argparse.Namespace, model: Any, corpus: Any, metadata: dict[str, Any]) -> Any:
+    from textsiamese.search import Index
+
+    return Index.build(
         model,
         corpus.texts,
         ids=corpus.ids,
-        metadata=corpus.metadata or None,
+        metadata=metadata or None,
         kind=args.kind,
         metric=args.metric,
         params=parse_params(args.param),
@@ -163,12 +198,6 @@ def run_build(args: argparse.Namespace) -> int:
         show_progress=show_progress(args),
         model_source=str(getattr(model, "source", args.model) or "") or None,
     )
-    # recorded for index add; row numbers (--id-column "") are no column, and numbering an added file again
-    # would repeat the build's ids, so they are not recorded
-    index.corpus_columns = {key: value for key, value in given_corpus_columns(args).items() if value}
-    index.save(output)
-    print(f"textsiamese index: {describe(index)} -> {output}", file=sys.stderr)
-    return 0
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -178,7 +207,8 @@ def run_add(args: argparse.Namespace) -> int:
     index = Index.load(args.index)
     columns = {**index.corpus_columns, **given_corpus_columns(args)}
     corpus = read_corpus(args.corpus, errors=args.errors, **columns)
-    load_index_model(args, index)
+    model = load_index_model(args, index)
+    apply_long_text(args, model, ("document",))
     added = index.add(
         corpus.texts,
         ids=corpus.ids,

@@ -21,13 +21,18 @@ from contextlib import nullcontext
 from typing import IO, Any
 
 from textsiamese.cli.common import (
+    add_long_text_options,
     add_model_options,
     add_pair_input_options,
     add_progress_option,
+    apply_long_text,
+    line_numbers,
     load_model,
     parse_columns,
     read_pair_input,
     show_progress,
+    truncated_flags,
+    warn_truncation,
 )
 from textsiamese.data import PairData, atomic_open, guess_format
 from textsiamese.data.stream import iter_pair_chunks
@@ -40,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score sentence pairs",
         description="Score each (sentence1, sentence2) pair of a CSV/TSV/JSONL file (or stdin) with the model's "
         "similarity and write the rows back with a score column (and probability and same, when the model "
-        "is calibrated). Input is processed in chunks, so memory stays bounded. An output file is written "
+        "is calibrated; with --report-truncation, sentence1_tokens, sentence2_tokens and truncated). Input is "
+        "processed in chunks, so memory stays bounded. An output file is written "
         "under a temporary name and renamed, so a failed run leaves no partial file.",
     )
     parser.add_argument("--pairs", default="-", metavar="FILE", help="pair file (default: stdin)")
@@ -61,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--chunk-size", type=int, default=4096, metavar="N", help="pairs read and scored at a time"
     )
     add_progress_option(parser)
+    add_long_text_options(parser)
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
@@ -100,8 +107,12 @@ class _RowWriter:
         self.handle.flush()
 
 
-def _output_names(columns: list[str], calibrated: bool) -> list[str]:
+TOKEN_COLUMNS = ["sentence1_tokens", "sentence2_tokens", "truncated"]
+
+
+def _output_names(columns: list[str], calibrated: bool, report: bool = False) -> list[str]:
     wanted = ["score", "probability", "same"] if calibrated else ["score"]
+    wanted += TOKEN_COLUMNS if report else []
     names = []
     for name in wanted:
         out = name if name not in columns else f"predicted_{name}"
@@ -122,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     chunks = _chunks(args)
     first = next(chunks)  # input errors in the first chunk surface before the model loads
     model = load_model(args)
+    apply_long_text(args, model, ("query", "document"))
     calibration = model.calibration
     metric = args.metric or (metric_of(calibration) if calibration else model.similarity_metric)
     calibrated = bool(calibration) and metric_of(calibration) == metric
@@ -148,11 +160,15 @@ def run(args: argparse.Namespace) -> int:
                     scores = model.similarity(
                         pairs.sentence1, pairs.sentence2, metric=metric, batch_size=args.batch_size
                     )
-                truncation.add(caught, 2 * len(pairs))
+                cut = truncation.add(caught, 2 * len(pairs))
+                token_columns = _token_columns(model, pairs) if cut or args.report_truncation else None
+                if cut and token_columns is not None:
+                    truncation.lines += line_numbers(token_columns[2], pairs.lines)
                 columns, rows = pairs.as_table()
                 if header is None:
                     header = columns
-                    writer = _RowWriter(handle, fmt, [*columns, *_output_names(columns, calibrated)])
+                    names = _output_names(columns, calibrated, args.report_truncation)
+                    writer = _RowWriter(handle, fmt, [*columns, *names])
                 elif columns != header:  # JSONL records may add keys: keep the first chunk's columns
                     rows = [[dict(zip(columns, r, strict=True)).get(c, "") for c in header] for r in rows]
                 if calibrated:
@@ -164,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     for row, s in zip(rows, scores, strict=True):
                         row.append(round(float(s), 6))
+                if args.report_truncation and token_columns is not None:
+                    for row, *counts in zip(rows, *token_columns, strict=True):
+                        row += [int(n) for n in counts]
                 assert writer is not None
                 writer.write(rows)
                 progress.update(len(pairs))
@@ -177,34 +196,43 @@ _TRUNCATED = re.compile(r"^(\d+) of (\d+) texts were longer than (\d+) tokens")
 
 
 class _TruncationCount:
-    """Adds up the per-chunk truncation warnings of ``encode`` so a streamed file gets one warning in all."""
+    """Adds up the per-chunk truncation warnings of ``encode`` so a streamed file gets one warning in all,
+    naming the lines of the pairs that had a text cut."""
 
     def __init__(self) -> None:
         self.truncated = 0
         self.texts = 0
         self.limits: list[int] = []
+        self.lines: list[int] = []
 
-    def add(self, caught: list[warnings.WarningMessage], texts: int) -> None:
+    def add(self, caught: list[warnings.WarningMessage], texts: int) -> bool:
+        """Count a chunk's warnings; whether any was a truncation count."""
         self.texts += texts
+        cut = False
         for record in caught:
             match = _TRUNCATED.match(str(record.message))
             if match is None:  # not a truncation count: pass it on as it came
                 warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
                 continue
+            cut = True
             self.truncated += int(match.group(1))
             if int(match.group(3)) not in self.limits:
                 self.limits.append(int(match.group(3)))
+        return cut
 
     def report(self) -> None:
-        from textsiamese.model import TruncationWarning
-
         if self.truncated:
-            limits = " or ".join(str(limit) for limit in sorted(self.limits))
-            warnings.warn(
-                f"{self.truncated} of {self.texts} texts were longer than {limits} tokens and were truncated",
-                TruncationWarning,
-                stacklevel=2,
-            )
+            lines = sorted(set(self.lines))
+            warn_truncation(self.texts, lines, self.limits, count=self.truncated)
+
+
+def _token_columns(model: Any, pairs: PairData) -> tuple[Any, Any, Any]:
+    """Each pair's whole token counts (sentence1 by the query tower, sentence2 by the document tower) and
+    whether either text was cut (1 / 0)."""
+    first = model.token_counts(pairs.sentence1, "query")
+    second = model.token_counts(pairs.sentence2, "document")
+    cut = truncated_flags(model, "query", first) | truncated_flags(model, "document", second)
+    return first, second, cut.astype(int)
 
 
 def _prepend(first: PairData, rest: Iterator[PairData]) -> Iterator[PairData]:

@@ -16,8 +16,10 @@ from typing import Any
 from textsiamese.cli.common import (
     add_errors_option,
     add_id_column_option,
+    add_long_text_options,
     add_model_options,
     add_prompt_option,
+    apply_long_text,
 )
 from textsiamese.cli.index import load_index_model
 from textsiamese.errors import ConfigError
@@ -42,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per query and line")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index file (IVF kinds)")
+    add_long_text_options(parser, report=False)
     add_model_options(parser)
     add_prompt_option(parser, "query")
     add_errors_option(parser)
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         queries = list(args.query)
         query_ids = [str(n) for n in range(1, len(queries) + 1)]
     model = load_index_model(args, index)
+    apply_long_text(args, model, ("query",))
     batch = max(1, args.batch_size or 64)  # queries per search call (each call encodes its chunk)
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]

@@ -88,7 +88,12 @@ def read_corpus(
         text = read_text(path, errors=errors)
         lines = [(n, line.removesuffix("\r")) for n, line in enumerate(text.split("\n"), start=1)]
         kept = [(n, line) for n, line in lines if line.strip()]
-        return Corpus(ids=[str(n) for n, _ in kept], texts=[line for _, line in kept], source=str(path))
+        return Corpus(
+            ids=[str(n) for n, _ in kept],
+            texts=[line for _, line in kept],
+            source=str(path),
+            lines=[n for n, _ in kept],
+        )
     return corpus_from_table(read_table(path, errors=errors), text_column=text_column, id_column=id_column)
 
 

@@ -106,6 +106,7 @@ class Corpus:
     texts: list[str]
     metadata: dict[str, list[str]] = field(default_factory=dict)
     source: str = "<memory>"
+    lines: list[int] = field(default_factory=list)  # each text's line in its file (header = line 1), if read
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -307,7 +308,8 @@ def corpus_from_table(table: Table, *, text_column: str = "text", id_column: str
         ids = [str(i) for i in range(1, len(texts) + 1)]
     used = {text_column, id_column}
     metadata = {c: [row.cells.get(c, "") for row in table.rows] for c in table.columns if c not in used}
-    return Corpus(ids=ids, texts=texts, metadata=metadata, source=table.source)
+    lines = [row.line for row in table.rows]
+    return Corpus(ids=ids, texts=texts, metadata=metadata, source=table.source, lines=lines)
 
 
 def table_from_records(records: Iterable[Mapping[str, Any]], source: str = "<dataset>") -> Table:

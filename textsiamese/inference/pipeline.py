@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from textsiamese.errors import ConfigError
+from textsiamese.inference.long_text import LongText, windows
+from textsiamese.inference.long_text import pool as pool_windows
 from textsiamese.inference.onnx import OnnxTower
 from textsiamese.towers import LSTMTower, Tower, TransformerTower
 from textsiamese.towers.base import pad_flat
@@ -38,30 +40,47 @@ _PADDING_COLLATES = (TransformerTower.collate, LSTMTower.collate)
 
 @dataclass
 class _Chunk:
-    """One tokenized chunk, rows reordered longest first and stored back to back."""
+    """One tokenized chunk, rows reordered longest first and stored back to back.
+
+    A row is a text, or with chunk-then-pool one window of a text: ``starts`` (texts + 1 entries, input
+    order) then says which rows each text owns (``inference.long_text.windows``)."""
 
     start: int  # index of the chunk's first text in the input
-    order: np.ndarray  # input positions (within the chunk) in sorted order
+    order: np.ndarray  # row positions (within the chunk) in sorted order
     lengths: np.ndarray  # token counts in sorted order
     offsets: np.ndarray  # where each sorted row starts in ``flat`` (len + 1 entries)
     flat: np.ndarray  # all ids of the chunk, sorted rows back to back
     truncated: int
+    tokens: np.ndarray  # each text's whole token count, special tokens included, in input order
+    starts: np.ndarray | None = None  # chunk-then-pool: text i owns rows starts[i]:starts[i + 1]
 
 
-def _tokenize_chunk(tower: Tower, texts: Sequence[str], start: int) -> _Chunk:
-    tokens = tower.tokenize(texts)
-    lengths = np.fromiter(map(len, tokens.ids), dtype=np.int64, count=len(tokens.ids))
+def _tokenize_chunk(tower: Tower, texts: Sequence[str], start: int, long_text: LongText | None) -> _Chunk:
+    starts = None
+    if long_text is not None and long_text.chunked:
+        prefix, suffix = tower.special_ids()
+        content = tower.content_ids(texts)
+        ids, starts = windows(content, prefix, suffix, long_text)
+        tokens = np.fromiter((len(row) for row in content), dtype=np.int64, count=len(content))
+        tokens += len(prefix) + len(suffix)
+        truncated = 0
+    else:
+        tokenized = tower.tokenize(texts)
+        ids, truncated = tokenized.ids, tokenized.truncated
+        whole = tokenized.lengths if tokenized.lengths is not None else map(len, ids)
+        tokens = np.fromiter(whole, dtype=np.int64, count=len(ids))
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     # Longest first: a batch too large for memory fails at once, not at the end. Stable, so ties keep order.
     order = np.argsort(-lengths, kind="stable")
-    sorted_ids = [tokens.ids[i] for i in order.tolist()]
+    sorted_ids = [ids[i] for i in order.tolist()]
     lengths = lengths[order]
     flat = np.fromiter(itertools.chain.from_iterable(sorted_ids), dtype=np.int64, count=int(lengths.sum()))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return _Chunk(start, order, lengths, offsets, flat, tokens.truncated)
+    return _Chunk(start, order, lengths, offsets, flat, truncated, tokens, starts)
 
 
-def _chunks(tower: Tower, items: Sequence[str]) -> Iterator[_Chunk]:
+def _chunks(tower: Tower, items: Sequence[str], long_text: LongText | None = None) -> Iterator[_Chunk]:
     """Tokenized chunks in input order; chunk k + 1 is tokenized on a worker thread while k is encoded.
 
     The fast (Rust) tokenizer releases the GIL, so on a GPU the tokenizer keeps ahead of the model; on CPU
@@ -69,16 +88,16 @@ def _chunks(tower: Tower, items: Sequence[str]) -> Iterator[_Chunk]:
     """
     starts = range(0, len(items), ENCODE_CHUNK)
     if len(starts) == 1:
-        yield _tokenize_chunk(tower, items, 0)
+        yield _tokenize_chunk(tower, items, 0, long_text)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textsiamese-tokenize") as pool:
-        pending = pool.submit(_tokenize_chunk, tower, items[:ENCODE_CHUNK], 0)
+        pending = pool.submit(_tokenize_chunk, tower, items[:ENCODE_CHUNK], 0, long_text)
         for start in starts:
             chunk = pending.result()
             following = start + ENCODE_CHUNK
             if following < len(items):
                 pending = pool.submit(
-                    _tokenize_chunk, tower, items[following : following + ENCODE_CHUNK], following
+                    _tokenize_chunk, tower, items[following : following + ENCODE_CHUNK], following, long_text
                 )
             yield chunk
 
@@ -108,12 +127,17 @@ def encode_into(
     normalize: bool,
     target: torch.device,
     progress: Any,
+    long_text: LongText | None = None,
+    tokens: np.ndarray | None = None,
 ) -> int:
     """Encode ``items`` into ``output`` (N, D) float32 in input order; returns how many were truncated.
 
     ``output`` may be a memory-mapped ``.npy`` so a corpus larger than memory streams to disk. The ONNX Runtime
     stand-in with ``workers`` > 1 has that many of a chunk's batches run at once on worker threads
-    (``OnnxTower.concurrent``); a chunk of one batch runs alone, on all threads.
+    (``OnnxTower.concurrent``); a chunk of one batch runs alone, on all threads. ``long_text`` with mode
+    ``chunk`` (its ``chunk_length`` resolved) encodes each long text as windows, batched with every other
+    row, and pools them (``inference.long_text``). ``tokens``: an (N,) int64 array to fill with each text's
+    whole token count.
 
     One function rather than several: the batch step and the chunk loop share this call's state (the worker
     pool, the current chunk's CUDA staging buffer, the padding choice), and the CUDA path (vectors staged on
@@ -124,24 +148,27 @@ def encode_into(
     # Towers whose collate is plain right-padding are padded here straight from the chunk's flat ids.
     custom_collate = type(tower).collate not in _PADDING_COLLATES
     truncated = 0
+    chunked = long_text is not None and long_text.chunked
+    # Window vectors are normalised (or not) by ``pool``, with the pooled vector.
+    normalize_rows = normalize and not chunked
 
     Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
     workers, concurrent = (tower.workers, tower.concurrent) if isinstance(tower, OnnxTower) else (1, tower)
 
     def encode_batch(
-        chunk: _Chunk, begin: int, end: int, staged: torch.Tensor | None, forward: Forward
+        chunk: _Chunk, begin: int, end: int, dest: np.ndarray, staged: torch.Tensor | None, forward: Forward
     ) -> int:
         features = _batch_features(tower, chunk, begin, end, custom_collate, pad_id)
         with torch.inference_mode():  # thread-local: set again on worker threads
             if cuda:
                 features = {k: v.pin_memory().to(target, non_blocking=True) for k, v in features.items()}
             vectors = forward(features).float()
-            if normalize:
+            if normalize_rows:
                 vectors = F.normalize(vectors, dim=-1)
             if staged is not None:
                 staged[begin:end] = vectors
             else:
-                output[chunk.start + chunk.order[begin:end]] = vectors.numpy()
+                dest[chunk.order[begin:end]] = vectors.numpy()
         return end - begin
 
     with contextlib.ExitStack() as stack:
@@ -150,9 +177,18 @@ def encode_into(
             if workers > 1
             else None
         )
-        for chunk in _chunks(tower, items):
+        for chunk in _chunks(tower, items, long_text):
             truncated += chunk.truncated
+            texts = len(chunk.tokens)
+            if tokens is not None:
+                tokens[chunk.start : chunk.start + texts] = chunk.tokens
             rows = len(chunk.order)
+            # The chunk's rows land in its slice of ``output`` (a view), or for windows in a buffer pooled below.
+            dest = (
+                np.empty((rows, tower.dimension), dtype=np.float32)
+                if chunk.starts is not None
+                else output[chunk.start : chunk.start + texts]
+            )
             # On CUDA, vectors stay on the device until the chunk is done: one copy back, no sync per batch.
             with torch.inference_mode():
                 staged = (
@@ -163,13 +199,20 @@ def encode_into(
             # Never on CUDA: only the ONNX stand-in (CPU) has workers.
             parallel = pool is not None and len(begins) > 1
             run = functools.partial(
-                encode_batch, chunk, staged=staged, forward=concurrent if parallel else tower
+                encode_batch, chunk, dest=dest, staged=staged, forward=concurrent if parallel else tower
             )
             done = pool.map(run, begins, ends) if parallel and pool is not None else map(run, begins, ends)
             for count in done:
-                progress.update(count)
+                if chunk.starts is None:  # windows count as their text, below
+                    progress.update(count)
             if staged is not None:
-                output[chunk.start + chunk.order] = staged.cpu().numpy()
+                dest[chunk.order] = staged.cpu().numpy()
+            if chunk.starts is not None:
+                assert long_text is not None
+                output[chunk.start : chunk.start + texts] = pool_windows(
+                    dest, chunk.starts, long_text.pooling, normalize
+                )
+                progress.update(texts)
     return truncated
 
 

@@ -2,7 +2,8 @@
 
 A model directory is self-describing: this file names each tower's kind and settings, which tower serves
 which role, whether embeddings are L2-normalised, their dimension, any calibration, the prompt (a prefix)
-each role's texts get before tokenizing, and the library version that wrote it. Weights live beside it in ``model.safetensors``; tower assets under ``towers/<name>/``.
+each role's texts get before tokenizing, how each role encodes long texts, and the library version that wrote
+it. Weights live beside it in ``model.safetensors``; tower assets under ``towers/<name>/``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class ModelConfig:
     calibration: dict[str, Any] | None = None
     prompts: dict[str, str] = field(default_factory=dict)
     library_version: str = ""
+    # Per role, how texts past the tower's maximum are encoded (``inference.long_text.LongText.to_dict``);
+    # a role not named truncates. Older configs have none.
+    long_text: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +68,9 @@ class ModelConfig:
         undefined = [name for name in config.roles.values() if name not in config.towers]
         if missing or undefined:
             raise ModelError(f"{path}: roles {missing or undefined} have no tower")
+        strange = [role for role in config.long_text if role not in ROLES]
+        if strange:
+            raise ModelError(f"{path}: long_text names unknown roles {strange}")
         return config
 
     @staticmethod

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,9 @@ from torch import nn
 
 from textsiamese.data.writers import replace_directory
 from textsiamese.errors import ConfigError, ModelError
+from textsiamese.inference.long_text import LongText, pair_truncation_message, truncation_message
 from textsiamese.inference.onnx import OnnxTower, check_backend, onnx_tower
-from textsiamese.inference.pipeline import encode_into, output_array, progress_bar
+from textsiamese.inference.pipeline import ENCODE_CHUNK, encode_into, output_array, progress_bar
 from textsiamese.inference.precision import (
     autocast_for,
     check_precision,
@@ -69,6 +72,7 @@ class SiameseModel(nn.Module):
         similarity: str = "cosine",
         calibration: dict[str, Any] | None = None,
         prompts: dict[str, str] | None = None,
+        long_text: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if tower is not None:
@@ -95,6 +99,10 @@ class SiameseModel(nn.Module):
         self.calibration = calibration
         self.prompts = check_prompts(prompts or {})
         self.source = "<memory>"
+        # Per role: how texts past the tower's maximum are encoded (saved; see ``set_long_text``).
+        self.long_text: dict[str, LongText] = {}
+        for role, setting in (long_text or {}).items():
+            self.set_long_text(setting, role=role)
 
     @classmethod
     def untied(cls, tower: Tower, **options: Any) -> SiameseModel:
@@ -122,6 +130,34 @@ class SiameseModel(nn.Module):
         assert isinstance(tower, Tower)
         return tower
 
+    def set_long_text(
+        self, setting: str | Mapping[str, Any] | LongText | None, role: str | None = None
+    ) -> None:
+        """How ``role`` (both roles when ``None``) encodes texts longer than its tower reads, saved with the
+        model: ``"truncate"`` (the default), ``"chunk"`` or a ``LongText`` / dict with chunk length, overlap
+        and pooling (see ``textsiamese.inference.long_text``)."""
+        value = LongText.of(setting)
+        for name in ROLES if role is None else (role,):
+            tower = self.tower(name)
+            if value.chunked:
+                value.for_tower(
+                    tower.max_length, sum(map(len, tower.special_ids()))
+                )  # refuses what cannot fit
+            self.long_text[name] = value
+
+    def token_counts(
+        self, texts: Sequence[str], role: str = "query", prompt: str | None = None
+    ) -> np.ndarray:
+        """Each text's whole token count for ``role``'s tower (its prompt and special tokens included, before
+        truncation), as an int64 array: more than ``tower(role).max_length`` means truncated unless chunked."""
+        tower = self.tower(role)
+        items = self.prompted(texts, role, prompt)
+        counts = np.zeros(len(items), dtype=np.int64)
+        for start in range(0, len(items), ENCODE_CHUNK):
+            tokens = tower.tokenize(items[start : start + ENCODE_CHUNK])
+            counts[start : start + len(tokens.ids)] = tokens.lengths or [len(row) for row in tokens.ids]
+        return counts
+
     def num_parameters(self) -> int:
         """Number of distinct trainable values (a shared tower counts once)."""
         return sum(p.numel() for p in self.parameters())
@@ -139,7 +175,9 @@ class SiameseModel(nn.Module):
         backend: str | None = None,
         out: np.ndarray | None = None,
         prompt: str | None = None,
-    ) -> np.ndarray:
+        long_text: str | Mapping[str, Any] | LongText | None = None,
+        return_tokens: bool = False,
+    ) -> Any:
         """Embeddings of ``texts`` as a float32 array (N, dimension), in input order.
 
         The loop lives in ``textsiamese.inference.pipeline``: texts are tokenized in chunks of
@@ -149,7 +187,13 @@ class SiameseModel(nn.Module):
         ``batch_size`` defaults to 16 texts per forward pass on CPU and 64 on CUDA
         (``inference.precision.default_batch_size``). ``normalize`` defaults to the model's own setting.
         A single string gives a 1-D vector. Texts longer than the tower's maximum are truncated, with one
-        ``TruncationWarning`` per call giving the count.
+        ``TruncationWarning`` per call giving the count and the first few indexes (0-based input positions).
+
+        ``long_text``: ``"truncate"``, ``"chunk"`` or a ``LongText`` (chunk length, overlap, pooling) for this
+        call; default the role's saved setting (``set_long_text``; truncate). With ``"chunk"`` a long text is
+        encoded as overlapping windows of the tower's maximum, batched with the short texts, and their
+        vectors pooled into one (``textsiamese.inference.long_text``). ``return_tokens``: also return each
+        text's whole token count (int64 array, or an int for a single string), as ``(vectors, tokens)``.
 
         ``precision``: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, ``avx512_bf16`` or
         ``amx_bf16``; fp32 on other CPUs), ``"fp32"`` (exact: matches sentence-transformers to 1e-6),
@@ -182,26 +226,43 @@ class SiameseModel(nn.Module):
         check_precision(precision, target)
         normalize = self.normalize if normalize is None else normalize
         output = output_array(out, (len(items), tower.dimension))
+        setting = self._long_text_for(role, long_text)
+        tokens = np.zeros(len(items), dtype=np.int64)
         if not items:
-            return output
+            return (output, tokens) if return_tokens else output
         was_training = self.training
         self.eval()
         runner, precision = self._runner(role, backend, precision)
         progress = progress_bar(len(items), show_progress, f"encode ({role})")
         try:
             with autocast_for(precision, target):
-                truncated = encode_into(runner, items, output, batch_size, normalize, target, progress)
+                truncated = encode_into(
+                    runner, items, output, batch_size, normalize, target, progress, setting, tokens
+                )
         finally:
             progress.close()
             self.train(was_training)
         if truncated:
+            rows = np.flatnonzero(tokens > tower.max_length).tolist()
             warnings.warn(
-                f"{truncated} of {len(items)} texts were longer than {tower.max_length} tokens "
-                "and were truncated",
+                truncation_message(truncated, len(items), tower.max_length, rows, "indexes"),
                 TruncationWarning,
                 stacklevel=2,
             )
-        return output[0] if single else output
+        vectors = output[0] if single else output
+        if return_tokens:
+            return vectors, int(tokens[0]) if single else tokens
+        return vectors
+
+    def _long_text_for(
+        self, role: str, override: str | Mapping[str, Any] | LongText | None
+    ) -> LongText | None:
+        """The long-text setting of this encode with its chunk length resolved, or None to truncate."""
+        setting = LongText.of(override) if override is not None else self.long_text.get(role)
+        if setting is None or not setting.chunked:
+            return None
+        tower = self.tower(role)
+        return setting.for_tower(tower.max_length, sum(map(len, tower.special_ids())))
 
     def prompted(self, texts: Sequence[str], role: str, prompt: str | None = None) -> list[str]:
         """``texts`` with ``role``'s prompt in front: ``prompt`` when given (``""``: none), else the model's
@@ -283,19 +344,39 @@ class SiameseModel(nn.Module):
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of both sides of aligned pairs (a as queries, b as documents)."""
-        if self.is_shared:
-            # One pass over both sides, each with its own role's prompt.
-            both = self.encode(
-                [*self.prompted(texts_a, "query"), *self.prompted(texts_b, "document")],
-                batch_size=batch_size,
-                show_progress=show_progress,
-                prompt="",
-            )
-            return both[: len(texts_a)], both[len(texts_a) :]
-        a = self.encode(texts_a, role="query", batch_size=batch_size, show_progress=show_progress)
-        b = self.encode(texts_b, role="document", batch_size=batch_size, show_progress=show_progress)
+        """Embeddings of both sides of aligned pairs (a as queries, b as documents), each side with its role's
+        prompt; a truncation warning names the pairs' indexes."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncationWarning)
+            if self.is_shared and self.long_text.get("query") == self.long_text.get("document"):
+                # One pass over both sides: the same tower and long-text handling, each side's own prompt.
+                both, tokens = self.encode(
+                    [*self.prompted(texts_a, "query"), *self.prompted(texts_b, "document")],
+                    batch_size=batch_size,
+                    show_progress=show_progress,
+                    return_tokens=True,
+                    prompt="",
+                )
+                a, b = both[: len(texts_a)], both[len(texts_a) :]
+                tokens_a, tokens_b = tokens[: len(texts_a)], tokens[len(texts_a) :]
+            else:
+                options: dict[str, Any] = {"batch_size": batch_size, "show_progress": show_progress}
+                a, tokens_a = self.encode(texts_a, role="query", return_tokens=True, **options)
+                b, tokens_b = self.encode(texts_b, role="document", return_tokens=True, **options)
+        cut_a, cut_b = self.truncated(tokens_a, "query"), self.truncated(tokens_b, "document")
+        if cut_a.any() or cut_b.any():
+            limits = sorted({self.tower("query").max_length, self.tower("document").max_length})
+            message = pair_truncation_message(cut_a, cut_b, " or ".join(map(str, limits)))
+            warnings.warn(message, TruncationWarning, stacklevel=2)
         return a, b
+
+    def truncated(self, tokens: np.ndarray, role: str = "query") -> np.ndarray:
+        """Which texts, by their whole token counts (``encode(..., return_tokens=True)``), lost tokens in
+        ``role``'s encode: longer than the tower reads, unless the role chunks long texts."""
+        setting = self.long_text.get(role)
+        if setting is not None and setting.chunked:
+            return np.zeros(len(tokens), dtype=bool)
+        return np.asarray(tokens) > self.tower(role).max_length
 
     def config(self) -> ModelConfig:
         """The configuration ``save`` writes (and ``load`` reads)."""
@@ -310,6 +391,7 @@ class SiameseModel(nn.Module):
             calibration=self.calibration,
             prompts=dict(self.prompts),
             library_version=__version__,
+            long_text={role: s.to_dict() for role, s in sorted(self.long_text.items()) if s != LongText()},
         )
 
     def fingerprint(self) -> str:
@@ -318,7 +400,11 @@ class SiameseModel(nn.Module):
         config = self.config()
         config.library_version = ""
         config.calibration = None
-        digest.update(config.to_json().encode())
+        # How long texts are cut is an encode setting (as precision is), not the model: left out, so
+        # fingerprints of models saved before the setting existed are unchanged.
+        described = asdict(config)
+        del described["long_text"]
+        digest.update(json.dumps(described, indent=2, sort_keys=True).encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -361,6 +447,7 @@ class SiameseModel(nn.Module):
             similarity=config.similarity,
             calibration=config.calibration,
             prompts=config.prompts,
+            long_text=config.long_text,
         )
         weights = directory / WEIGHTS_FILE
         if not weights.is_file():

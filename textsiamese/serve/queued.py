@@ -56,7 +56,8 @@ def measure(model: Any, texts: Sequence[str], role: str) -> Prepared:
     tokens = tower.tokenize(list(texts))
     lengths = [len(row) for row in tokens.ids]
     cut: list[int] = []
-    if tokens.truncated:
+    setting = getattr(model, "long_text", {}).get(role)
+    if tokens.truncated and not (setting is not None and setting.chunked):  # chunking cuts nothing
         limit = tower.max_length
         cut = [i for i, n in enumerate(lengths) if n >= limit and tower.tokenize([texts[i]]).truncated]
     return Prepared(max(lengths, default=1), cut, int(tower.max_length), sum(lengths))
@@ -90,15 +91,17 @@ class QueuedModel:
         batch_size: int | None = None,
         *args: Any,
         prompt: str | None = None,
+        return_tokens: bool = False,
         **kwargs: Any,
-    ) -> np.ndarray:
+    ) -> Any:
         """Vectors of ``texts`` from the shared batch (``batch_size`` and the rest are the batcher's to choose;
         vectors are the model's defaults: its normalisation and ``precision="auto"``). The role's prompt
         (or ``prompt``) is applied here, before measuring, as ``SiameseModel.encode`` applies it."""
         single = isinstance(texts, str)
         items = self._model.prompted([texts] if isinstance(texts, str) else list(texts), role, prompt)
         if not items:
-            return np.zeros((0, int(self._model.dimension)), dtype=np.float32)
+            empty = np.zeros((0, int(self._model.dimension)), dtype=np.float32)
+            return (empty, np.zeros(0, dtype=np.int64)) if return_tokens else empty
         prepared = measure(self._model, items, role)
         start = self.truncation.texts
         self.truncation.texts += len(items)
@@ -106,8 +109,17 @@ class QueuedModel:
         self.truncation.max_tokens = prepared.max_tokens
         self.tokens += prepared.tokens
         group = str(self._model.roles[role])
+        setting = getattr(self._model, "long_text", {}).get(role)
+        if setting is not None and setting.chunked:  # a shared tower's roles batch together only if alike
+            group += f":{setting}"
         vectors = self._batcher.submit(items, role, group, prepared.longest).result()
-        return cast(np.ndarray, vectors[0] if single else vectors)
+        out = cast(np.ndarray, vectors[0] if single else vectors)
+        if (
+            return_tokens
+        ):  # whole token counts, as ``SiameseModel.encode`` gives them (encode_pairs reads them)
+            tokens = self._model.token_counts(items, role, prompt="")
+            return out, int(tokens[0]) if single else tokens
+        return out
 
     def encode_pairs(
         self,

@@ -18,13 +18,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from textsiamese.errors import ConfigError
+
 
 @dataclass
 class Tokenized:
-    """Token ids per text (already truncated) and how many texts were cut at the maximum length."""
+    """Token ids per text (already truncated) and how many texts were cut at the maximum length.
+
+    ``lengths``: each text's whole token count (special tokens included, before truncation), where the
+    tower measures it; ``None`` means only ``len(ids[i])`` is known."""
 
     ids: list[list[int]]
     truncated: int = 0
+    lengths: list[int] | None = None
 
 
 class Tower(nn.Module, ABC):
@@ -66,6 +72,15 @@ class Tower(nn.Module, ABC):
     @abstractmethod
     def from_assets(cls, config: dict[str, Any], directory: Path) -> Tower:
         """Rebuild the architecture from ``config`` and saved assets, with untrained weights."""
+
+    def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text whole (not truncated) and without special tokens: what chunk-then-pool
+        (``inference.long_text``) cuts into windows. Towers that cannot say refuse by name."""
+        raise ConfigError(f"{type(self).__name__} cannot encode long texts in chunks (long_text='chunk')")
+
+    def special_ids(self) -> tuple[list[int], list[int]]:
+        """The ids this tower puts before and after a text's own tokens (none by default)."""
+        return [], []
 
     def features(
         self, texts: Sequence[str], device: torch.device | str | None = None

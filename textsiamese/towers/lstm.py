@@ -130,9 +130,14 @@ class LSTMTower(Tower):
         return self._max_length
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
-        ids = [self.tokenizer.encode(text) for text in texts]
-        truncated = sum(len(row) > self._max_length for row in ids)
-        return Tokenized(ids=[row[: self._max_length] for row in ids], truncated=truncated)
+        ids = self.content_ids(texts)
+        lengths = [len(row) for row in ids]
+        truncated = sum(n > self._max_length for n in lengths)
+        return Tokenized(ids=[row[: self._max_length] for row in ids], truncated=truncated, lengths=lengths)
+
+    def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word ids of each text whole (the tower adds no special tokens)."""
+        return [self.tokenizer.encode(text) for text in texts]
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         input_ids, mask = pad_ids(ids, 0)

@@ -87,7 +87,7 @@ class TransformerTower(Tower):
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
         # sentence-transformers strips (and optionally lowercases) before tokenizing; do the same so a
         # converted model gives the same vectors.
-        cleaned = [t.strip().lower() if self.lowercase else t.strip() for t in texts]
+        cleaned = self._clean(texts)
         ids = self.tokenizer(
             cleaned,
             add_special_tokens=True,
@@ -96,7 +96,8 @@ class TransformerTower(Tower):
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
-        at_limit = [i for i, row in enumerate(ids) if len(row) >= self._max_length]
+        lengths = [len(row) for row in ids]
+        at_limit = [i for i, n in enumerate(lengths) if n >= self._max_length]
         truncated = 0
         if at_limit:
             # Only sequences that reached the limit can have been cut; re-measure just those.
@@ -104,7 +105,39 @@ class TransformerTower(Tower):
                 "input_ids"
             ]
             truncated = sum(len(row) > self._max_length for row in full)
-        return Tokenized(ids=[list(row) for row in ids], truncated=truncated)
+            for i, row in zip(at_limit, full, strict=True):
+                lengths[i] = len(row)
+        return Tokenized(ids=[list(row) for row in ids], truncated=truncated, lengths=lengths)
+
+    def _clean(self, texts: Sequence[str]) -> list[str]:
+        return [t.strip().lower() if self.lowercase else t.strip() for t in texts]
+
+    def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        ids = self.tokenizer(
+            self._clean(texts),
+            add_special_tokens=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
+        return [list(row) for row in ids]
+
+    def special_ids(self) -> tuple[list[int], list[int]]:
+        """Found by tokenizing a probe word with and without special tokens, so whatever the tokenizer's
+        post-processor adds ([CLS] … [SEP], <s> … </s>) is what each chunk gets."""
+        cached = self.__dict__.get("_special_ids")
+        if cached is None:
+            plain = list(self.tokenizer("hello", add_special_tokens=False)["input_ids"])
+            wrapped = list(self.tokenizer("hello", add_special_tokens=True)["input_ids"])
+            at = next(
+                (k for k in range(len(wrapped) - len(plain) + 1) if wrapped[k : k + len(plain)] == plain),
+                None,
+            )
+            if at is None or not plain:
+                raise ModelError("cannot tell this tokenizer's special tokens apart from a text's own")
+            cached = (wrapped[:at], wrapped[at + len(plain) :])
+            self.__dict__["_special_ids"] = cached
+        return list(cached[0]), list(cached[1])
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         input_ids, mask = pad_ids(ids, self.pad_id)
