@@ -92,7 +92,9 @@ def test_five_times_max_equals_the_hand_computation(minilm_tokenizer, pooling: s
     long = text_of(5 * MAX, seed=2)
     texts = ["a dog", long, text_of(MAX + 7, seed=3), "the cat"]  # batched with short texts and each other
     setting = LongText("chunk", chunk_length=24, overlap=6, pooling=pooling)
-    vectors, tokens = model.encode(texts, long_text=setting, batch_size=3, return_tokens=True, precision="fp32")
+    vectors, tokens = model.encode(
+        texts, long_text=setting, batch_size=3, return_tokens=True, precision="fp32"
+    )
     assert tokens[1] == 5 * MAX
     for i in (1, 2):
         expected, windows = hand_pooled(model.tower("query"), texts[i], 24, 6, pooling, normalize)

@@ -20,6 +20,7 @@ from scipy.special import logsumexp
 from torch import nn
 
 import textsiamese.losses
+import textsiamese.losses.angle
 import textsiamese.losses.labels
 import textsiamese.losses.miners
 import textsiamese.losses.pairs
@@ -30,6 +31,7 @@ from textsiamese.errors import ConfigError
 from textsiamese.losses import (
     FAMILIES,
     LOSSES,
+    AnglELoss,
     BatchAllTripletLoss,
     BatchHardTripletLoss,
     BatchSemiHardTripletLoss,
@@ -44,6 +46,7 @@ from textsiamese.losses import (
     TripletLoss,
     get_loss,
 )
+from textsiamese.losses.angle import angle_similarity
 from textsiamese.losses.labels import LabelError, binary_labels
 from textsiamese.model.distances import get_distance
 
@@ -97,6 +100,7 @@ def test_registry_names_and_families() -> None:
         "logistic",
         "cosine_similarity",
         "cosent",
+        "angle",
         "circle",
         "triplet",
         "batch_all_triplet",
@@ -143,6 +147,7 @@ def test_losses_hold_no_model() -> None:
     [
         textsiamese.losses,
         textsiamese.losses.pairs,
+        textsiamese.losses.angle,
         textsiamese.losses.triplets,
         textsiamese.losses.ranking,
         textsiamese.losses.miners,
@@ -398,6 +403,42 @@ def test_cosent_three_pairs() -> None:
     got = float(CoSENTLoss(scale=1.0)(a, b, y([2.0, 1.0, 0.0])))
     expected = math.log(1 + math.exp(0.6 - 1) + math.exp(0 - 1) + math.exp(0 - 0.6))
     assert got == pytest.approx(expected)
+
+
+def test_angle_similarity_hand_values_and_sentence_transformers() -> None:
+    # Rows as complex numbers z = x[:k] + i·x[k:]: score = |Re + Im| of Σ ẑ·conj(ŵ) after normalising.
+    a = t([[1.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
+    b = t([[0.0, 1.0], [3.0, 4.0], [2.0, 0.0]])
+    # 1 and i: Re 0, Im 0·0 − 1·1 = −1 → 1; equal rows: Re 1, Im 0 → 1; (1+i)/√2 and 1: Re Im both 1/√2 → √2
+    expected = [1.0, 1.0, math.sqrt(2.0)]
+    assert angle_similarity(a, b).tolist() == pytest.approx(expected)
+    from sentence_transformers.util import pairwise_angle_sim
+
+    x, z = _rand(7, 6, seed=3), _rand(7, 6, seed=4)
+    torch.testing.assert_close(angle_similarity(x, z), pairwise_angle_sim(x, z))
+    odd_x, odd_z = _rand(5, 5, seed=5), _rand(5, 5, seed=6)  # odd dimension: padded with a zero
+    torch.testing.assert_close(angle_similarity(odd_x, odd_z), pairwise_angle_sim(odd_x, odd_z))
+
+
+def test_angle_loss_ranks_like_cosent_over_the_angle_score() -> None:
+    a = t([[1.0, 0.0]] * 3)
+    b = t([[1.0, 0.0], [1.0, -1.0], [0.6, 0.8]])  # angle scores 1, √2, |0.6 − 0.8| = 0.2
+    s = [1.0, math.sqrt(2.0), 0.2]
+    got = float(AnglELoss(scale=2.0, cosent_weight=0.0)(a, b, y([2.0, 1.0, 0.0])))
+    # gold order 0 > 1 > 2: terms exp(2·(s_j − s_i)) for (0,1), (0,2), (1,2)
+    expected = math.log(
+        1 + math.exp(2 * (s[1] - s[0])) + math.exp(2 * (s[2] - s[0])) + math.exp(2 * (s[2] - s[1]))
+    )
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert float(AnglELoss()(a, b, y([0.5, 0.5, 0.5]))) == pytest.approx(0.0)
+    # The default adds CoSENT's own term on the cosines (1, 1/√2, 0.6), weighted 1 each
+    summed = float(AnglELoss(scale=2.0, angle_weight=0.5)(a, b, y([2.0, 1.0, 0.0])))
+    cosent = float(CoSENTLoss(scale=2.0)(a, b, y([2.0, 1.0, 0.0])))
+    assert summed == pytest.approx(0.5 * expected + cosent, rel=1e-6)
+    with pytest.raises(ConfigError, match="not both 0"):
+        AnglELoss(angle_weight=0, cosent_weight=0)
+    with pytest.raises(ConfigError, match="scale must be > 0"):
+        AnglELoss(scale=0)
 
 
 def _circle_reference(sp: list[float], sn: list[float], m: float, g: float) -> float:
@@ -690,6 +731,7 @@ PAIR_CASES = [
     ("logistic", {}, [1, 0, 1, 0, 0]),
     ("cosine_similarity", {}, [0.9, 0.1, 0.5, 0.3, 0.0]),
     ("cosent", {}, [0.9, 0.1, 0.5, 0.3, 0.0]),
+    ("angle", {}, [0.9, 0.1, 0.5, 0.3, 0.0]),
 ]
 
 
@@ -891,6 +933,7 @@ LEARNING_CASES = [
     ("circle", {}, "pair", "cosine"),
     ("cosine_similarity", {}, "scores", "cosine"),
     ("cosent", {}, "scores", "cosine"),
+    ("angle", {}, "scores", "cosine"),
     ("triplet", {}, "triplet", "euclidean"),
     ("triplet", {"distance": "cosine", "margin": 0.3}, "triplet", "cosine"),
     ("triplet", {"distance": "manhattan", "margin": 2.0}, "triplet", "manhattan"),
@@ -958,7 +1001,7 @@ def _example_inputs(name: str, device: str = "cpu") -> tuple[torch.Tensor, ...]:
 
     family = LOSSES[name].family
     if family == "pair":
-        if name in ("cosine_similarity", "cosent"):
+        if name in ("cosine_similarity", "cosent", "angle"):
             labels = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.0, 1.0])
         else:
             labels = torch.tensor([1, 0, 1, 0, 0, 1])

@@ -12,7 +12,7 @@ attribute ``family`` tells the trainer which batch shape it takes:
 family     forward                                 losses
 ========== ======================================= =====================================================
 pair       ``(a, b, labels)``                      contrastive, online_contrastive, energy, logistic,
-                                                   cosine_similarity, cosent, circle
+                                                   cosine_similarity, cosent, angle, circle
 triplet    ``(anchor, positive, negative)``        triplet
 labelled   ``(embeddings, labels)``                batch_all_triplet, batch_hard_triplet,
                                                    batch_semi_hard_triplet
@@ -52,6 +52,7 @@ from __future__ import annotations
 from typing import Any
 
 from textsiamese.errors import ConfigError
+from textsiamese.losses.angle import AnglELoss
 from textsiamese.losses.base import FAMILIES, SiameseLoss
 from textsiamese.losses.labels import CONVENTIONS, LabelError, binary_labels, class_labels, float_scores
 from textsiamese.losses.miners import (
@@ -92,6 +93,7 @@ LOSSES: dict[str, type[SiameseLoss]] = {
         LogisticLoss,
         CosineSimilarityLoss,
         CoSENTLoss,
+        AnglELoss,
         CircleLoss,
         TripletLoss,
         BatchAllTripletLoss,
@@ -117,6 +119,7 @@ __all__ = [
     "LOSSES",
     "MINERS",
     "AllTripletsMiner",
+    "AnglELoss",
     "BatchAllTripletLoss",
     "BatchHardMiner",
     "BatchHardTripletLoss",

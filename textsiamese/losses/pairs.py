@@ -301,6 +301,17 @@ class CosineSimilarityLoss(SiameseLoss):
         return f"score_range={self.score_range}"
 
 
+def order_loss(predicted: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """``log(1 + Σ_{(i, j): gold_i > gold_j} exp(predicted_j − predicted_i))``: the ranking objective CoSENT
+    and AnglE share, over already scaled predictions (N,) and gold scores (N,)."""
+    diff = predicted[None, :] - predicted[:, None]  # [i, j] = predicted_j − predicted_i
+    mask = gold[:, None] > gold[None, :]  # gold_i > gold_j
+    # Masked terms become −inf (exp = 0) rather than being selected: a boolean selection has a
+    # data-dependent size, which makes the host wait for the device.
+    terms = torch.cat([diff.new_zeros(1), diff.masked_fill(~mask, float("-inf")).flatten()])
+    return torch.logsumexp(terms, dim=0)
+
+
 class CoSENTLoss(SiameseLoss):
     """CoSENT: rank the pairs of the batch by cosine in the order of their gold scores.
 
@@ -335,13 +346,7 @@ class CoSENTLoss(SiameseLoss):
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_pair_shapes(a, b, labels, loss=self.name)
         scores = self.labels_as(labels, a.dtype)
-        cos = self.distance.pairwise(a, b) * self.scale
-        diff = cos[None, :] - cos[:, None]  # [i, j] = λ(cos_j − cos_i)
-        mask = scores[:, None] > scores[None, :]  # s_i > s_j
-        # Masked terms become −inf (exp = 0) rather than being selected: a boolean selection has a
-        # data-dependent size, which makes the host wait for the device.
-        terms = torch.cat([diff.new_zeros(1), diff.masked_fill(~mask, float("-inf")).flatten()])
-        return torch.logsumexp(terms, dim=0)
+        return order_loss(self.distance.pairwise(a, b) * self.scale, scores)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"

@@ -39,7 +39,7 @@ from textsiamese.model import SiameseModel
 from textsiamese.training.results import TrainingError
 
 # Losses that regress or rank float similarity scores; every other pair loss wants 0/1 labels.
-SCORE_LOSSES = frozenset({"cosine_similarity", "cosent"})
+SCORE_LOSSES = frozenset({"cosine_similarity", "cosent", "angle"})
 FAMILIES = ("pair", "triplet", "ranking", "labelled")
 CHUNK_BATCHES = 32  # batches per length-sorted chunk: enough to bucket by length, few enough to stay random
 
