@@ -180,3 +180,10 @@ def test_what_cannot_be_exported_is_refused(tmp_path: Path, tiny_model_dir: Path
         export_tower_directory(model, "query", tmp_path / "x", "st", int8=True)
     with pytest.raises(ConfigError, match="unknown role 'title'"):
         export_tower_directory(model, "title", tmp_path / "x", "st")
+
+
+def test_the_onnx_backend_runs_projected_towers(two_tower_dir: Path) -> None:
+    """The in-memory ONNX backend takes a tower with a Dense head too (same graph as the export)."""
+    model = textsiamese.load(two_tower_dir, device="cpu")
+    for role in ("query", "document"):
+        np.testing.assert_allclose(_ours(model, role, backend="onnx"), _ours(model, role), atol=1e-4)
