@@ -466,6 +466,25 @@ def _check_chunked_index(ws: Workspace, out: Outcome) -> None:
     assert manifest["count"] == 80, manifest
 
 
+def _check_st_export(ws: Workspace, out: Outcome) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    import textsiamese
+
+    texts = ["Stocks rallied.", "Rain is due."]
+    model = textsiamese.load(ws.root / "runs" / "my-model", device="cpu")
+    theirs = SentenceTransformer(str(ws.root / "export" / "query-st"), device="cpu").encode(texts)
+    np.testing.assert_allclose(theirs, model.encode(texts, role="query", precision="fp32"), atol=1e-5)
+
+
+def _check_python_onnx(ws: Workspace, out: Outcome) -> None:
+    import textsiamese
+
+    model = textsiamese.load(ws.root / "runs" / "my-model", device="cpu")
+    expected = model.encode(["Stocks rallied.", "Rain is due."], role="document", precision="fp32")
+    assert ((ws.namespace["vectors"] * expected).sum(axis=1) > 0.99).all()  # int8 against fp32, unit vectors
+
+
 # Checks, keyed on a substring of the example (the first that matches applies). Every example that runs is
 # keyed here: one that is not fails (a new README example needs its check, or an entry saying why none).
 CHECKS: dict[str, Callable[[Workspace, Outcome], None]] = {
@@ -499,6 +518,9 @@ CHECKS: dict[str, Callable[[Workspace, Outcome], None]] = {
     "--references new_class.csv": _check_enroll_more,
     "textsiamese classify": _check_classify,
     "two_tower = SiameseModel(": _check_python_models,
+    "--output export/query-st": _check_st_export,
+    "--output export/doc-onnx": lambda ws, out: None,  # checked by the python block that reads it
+    'InferenceSession("export/doc-onnx': _check_python_onnx,
     "OneShotClassifier(model": _check_python_evaluation,
 }
 # Names a python block uses without defining them (it continues an earlier block, or leaves its data to the

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "textsiamese.cli.calibrate",
     "textsiamese.cli.enroll",
     "textsiamese.cli.info",
+    "textsiamese.cli.export",
     "textsiamese.cli.convert",
     "textsiamese.cli.train",
     "textsiamese.cli.encode",

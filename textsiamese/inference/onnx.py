@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from textsiamese.errors import ConfigError
-from textsiamese.towers import Tower, TransformerTower
+from textsiamese.towers import ProjectedTower, Tower, TransformerTower
 
 BACKENDS = ("torch", "onnx")
 ONNX_PRECISIONS = ("auto", "fp32", "int8")
@@ -68,20 +68,28 @@ class _ExportedTower(torch.nn.Module):
         return self.tower({"input_ids": input_ids, "attention_mask": attention_mask})
 
 
+def transformer_base(tower: Tower) -> TransformerTower:
+    """The transformer under ``tower`` (itself, or the base of a ``ProjectedTower``); other kinds refused."""
+    base = tower.base if isinstance(tower, ProjectedTower) else tower
+    if not isinstance(base, TransformerTower):
+        raise ConfigError(f"backend 'onnx' exports transformer towers only, not {type(base).__name__}")
+    return base
+
+
 def export_tower(tower: Tower, path: str | Path, int8: bool = False) -> Path:
-    """Write ``tower`` (a transformer tower: encoder and pooling) as an ONNX graph with dynamic batch and
-    length, inputs ``input_ids`` and ``attention_mask`` (int64), output ``embedding`` (float32, unnormalised).
+    """Write ``tower`` (a transformer tower: encoder and pooling, and the Dense / Normalize head of a
+    ``ProjectedTower``) as an ONNX graph with dynamic batch and length, inputs ``input_ids`` and
+    ``attention_mask`` (int64), output ``embedding`` (float32; the model's own normalisation not applied).
 
     ``int8``: quantise the MatMul weights to int8 per output channel (activations quantised per batch at run
     time). The result runs in any ONNX Runtime, e.g. for serving without torch.
     """
-    if not isinstance(tower, TransformerTower):
-        raise ConfigError(f"backend 'onnx' exports transformer towers only, not {type(tower).__name__}")
+    base = transformer_base(tower)
     _require_onnxruntime()
     path = Path(path)
     if any(p.device.type != "cpu" for p in tower.parameters()):
         raise ConfigError("ONNX export needs the model on the CPU")
-    sample = torch.full((2, 8), int(tower.pad_id) + 1, dtype=torch.long)
+    sample = torch.full((2, 8), int(base.pad_id) + 1, dtype=torch.long)
     axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
     was_training = tower.training
     tower.eval()
@@ -146,11 +154,7 @@ class OnnxTower:
     are too small to split well across threads. The two sessions hold a copy of the weights each.
     """
 
-    collate = TransformerTower.collate
-
-    def __init__(
-        self, tower: TransformerTower, session: Any, shared: Any | None = None, workers: int = 1
-    ) -> None:
+    def __init__(self, tower: Tower, session: Any, shared: Any | None = None, workers: int = 1) -> None:
         self._tower = tower
         self._session = session
         self._shared = shared if shared is not None else session
@@ -160,6 +164,9 @@ class OnnxTower:
         if name.startswith("__") or name in ("_tower", "_session", "_shared", "workers"):  # copy / unpickling
             raise AttributeError(name)
         return getattr(self._tower, name)
+
+    def collate(self, ids: Any) -> dict[str, torch.Tensor]:
+        return self._tower.collate(ids)
 
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return _run(self._session, features)
@@ -198,5 +205,4 @@ def onnx_tower(tower: Tower, precision: str) -> OnnxTower:
         graph = path.read_bytes()
     session = cpu_session(graph, threads=threads)
     shared = cpu_session(graph, threads=threads // workers) if workers > 1 else None
-    assert isinstance(tower, TransformerTower)
     return OnnxTower(tower, session, shared, workers=workers)

@@ -9,9 +9,14 @@ from textsiamese.errors import ModelError
 from textsiamese.towers.base import Tokenized, Tower
 from textsiamese.towers.lstm import LSTMTower, WordTokenizer, load_glove
 from textsiamese.towers.pooling import POOLINGS, get_pooling
+from textsiamese.towers.projected import DenseLayer, L2Normalize, ProjectedTower
 from textsiamese.towers.transformer import TransformerTower
 
-TOWERS: dict[str, type[Tower]] = {TransformerTower.kind: TransformerTower, LSTMTower.kind: LSTMTower}
+TOWERS: dict[str, type[Tower]] = {
+    TransformerTower.kind: TransformerTower,
+    LSTMTower.kind: LSTMTower,
+    ProjectedTower.kind: ProjectedTower,
+}
 
 
 def tower_class(kind: str) -> type[Tower]:
@@ -25,7 +30,10 @@ def tower_class(kind: str) -> type[Tower]:
 __all__ = [
     "POOLINGS",
     "TOWERS",
+    "DenseLayer",
+    "L2Normalize",
     "LSTMTower",
+    "ProjectedTower",
     "Tokenized",
     "Tower",
     "TransformerTower",
