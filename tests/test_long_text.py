@@ -150,7 +150,6 @@ def test_lstm_tower_chunks_its_words(tiny_lstm) -> None:  # type: ignore[no-unty
 
 
 def test_onnx_matches_torch_when_chunking(model: SiameseModel) -> None:
-    pytest.importorskip("onnxruntime")
     texts = [text_of(5 * MAX, seed=5), "a dog", text_of(2 * MAX, seed=6)]
     setting = LongText("chunk", overlap=4)
     torch_vectors = model.encode(texts, long_text=setting, precision="fp32")
@@ -284,7 +283,6 @@ def test_score_report_names_the_three_long_rows(
 def test_index_build_report_and_chunked_search(
     corpus_csv: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("faiss")
     index = tmp_path / "corpus.index"
     args = [
         "index",

@@ -12,15 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sentence_transformers as st
 import torch
-
-import textsiamese
-from tests.conftest import make_tiny_transformer
-from textsiamese import ConfigError, ModelError, SiameseModel
-from textsiamese.towers import DenseLayer, L2Normalize, ProjectedTower, TransformerTower
-
-st = pytest.importorskip("sentence_transformers")
-from sentence_transformers.sentence_transformer.modules import (  # noqa: E402
+from sentence_transformers.sentence_transformer.modules import (
     Dense,
     LayerNorm,
     Normalize,
@@ -28,6 +22,11 @@ from sentence_transformers.sentence_transformer.modules import (  # noqa: E402
     Router,
     Transformer,
 )
+
+import textsiamese
+from tests.conftest import make_tiny_transformer
+from textsiamese import ConfigError, ModelError, SiameseModel
+from textsiamese.towers import DenseLayer, L2Normalize, ProjectedTower, TransformerTower
 
 # The last text is longer than the 24 and 32 tokens the towers read: both libraries truncate it alike.
 TEXTS = [
