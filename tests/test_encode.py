@@ -6,6 +6,7 @@ import json
 import random
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,11 @@ TEXTS = [
     "the cat is on the ball",
     "someone is playing a guitar in the park",
 ]
+
+
+def _int8_runner(model: SiameseModel, role: str) -> Any:
+    """The cached int8 copy the model runs ``role``'s batches with."""
+    return model._runner(role, "torch", "int8")[0]
 
 
 def reference_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,13 +213,13 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively()
 
 def test_int8_copy_is_cached_and_rebuilt_when_weights_change(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer)
-    first = model._int8_tower("query")
-    assert model._int8_tower("document") is first  # shared tower: one copy
+    first = _int8_runner(model, "query")
+    assert _int8_runner(model, "document") is first  # shared tower: one copy
     assert "_int8" not in "".join(model.state_dict())  # never saved with the model
     fingerprint = model.fingerprint()
     with torch.no_grad():
         next(model.parameters()).add_(0.5)
-    assert model._int8_tower("query") is not first
+    assert _int8_runner(model, "query") is not first
     assert model.fingerprint() != fingerprint
 
 

@@ -36,6 +36,17 @@ TEXTS = [
 ]
 
 
+def _onnx_runner(model: SiameseModel, role: str, precision: str) -> Any:
+    """The cached ONNX Runtime stand-in the model runs ``role``'s batches with."""
+    return model._runner(role, "onnx", precision)[0]
+
+
+def _onnx_sessions(model: SiameseModel) -> int:
+    """How many ONNX Runtime stand-ins the model holds in its runner cache."""
+    cache = model.__dict__.get("_runners")
+    return len(cache._onnx) if cache is not None else 0
+
+
 def test_onnx_fp32_gives_torchs_vectors_in_input_order(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
     want = model.encode(TEXTS, batch_size=3, precision="fp32")
@@ -91,16 +102,16 @@ def test_export_inside_a_callers_autocast_and_unnormalised_vectors(tiny_transfor
 def test_a_session_per_thread_count_and_pooling(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
     with torch_threads(1):
-        one = model._onnx_tower("query", "fp32")
+        one = _onnx_runner(model, "query", "fp32")
     with torch_threads(2):
-        two = model._onnx_tower("query", "fp32")
+        two = _onnx_runner(model, "query", "fp32")
     assert two is not one
     assert (one.workers, two.workers) == (1, 2)  # batches at once: torch's thread count
     assert one._shared is one._session  # one thread: a single session
     assert two._session.get_session_options().intra_op_num_threads == 2  # a lone batch: every thread
     assert two._shared.get_session_options().intra_op_num_threads == 1  # two batches at once, 1 each
     with torch_threads(1):
-        assert model._onnx_tower("query", "fp32") is one
+        assert _onnx_runner(model, "query", "fp32") is one
     model.encode(TEXTS, backend="onnx")
     tiny_transformer.pooling = "cls"  # baked into the graph: a new one must be exported
     tiny_transformer._pool = get_pooling("cls")
@@ -135,7 +146,7 @@ class _RecordingSession:
 def _recorded_encode(model: SiameseModel, texts: list[str], batch_size: int) -> tuple[Any, Any, Any]:
     """Encode through the ONNX backend at 2 torch threads with both sessions recorded."""
     with torch_threads(2):
-        stand_in = model._onnx_tower("query", "fp32")
+        stand_in = _onnx_runner(model, "query", "fp32")
         alone, shared = _RecordingSession(stand_in._session), _RecordingSession(stand_in._shared)
         stand_in._session, stand_in._shared = alone, shared
         try:
@@ -161,7 +172,7 @@ def test_workers_run_batches_at_once_and_keep_input_order(tiny_transformer) -> N
 def test_a_failing_worker_batch_fails_the_encode(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
     with torch_threads(2):
-        stand_in = model._onnx_tower("query", "fp32")
+        stand_in = _onnx_runner(model, "query", "fp32")
         real = stand_in._shared
         calls: list[int] = []
 
@@ -201,20 +212,20 @@ def test_int8_stays_close_to_fp32_on_the_real_model(default_model: SiameseModel)
 
 def test_sessions_are_cached_and_rebuilt_when_weights_change(tiny_transformer) -> None:  # type: ignore[no-untyped-def]
     model = SiameseModel(tiny_transformer, normalize=True)
-    first = model._onnx_tower("query", "fp32")
-    assert model._onnx_tower("document", "auto") is first  # shared tower, auto = fp32: one session
-    assert model._onnx_tower("query", "int8") is not first
+    first = _onnx_runner(model, "query", "fp32")
+    assert _onnx_runner(model, "document", "auto") is first  # shared tower, auto = fp32: one session
+    assert _onnx_runner(model, "query", "int8") is not first
     before = model.encode(TEXTS, backend="onnx")
     with torch.no_grad():  # a uniform shift of the embeddings would vanish in their layer norm
         weights = next(model.parameters())
         weights.add_(torch.randn(weights.shape, generator=torch.Generator().manual_seed(0)))
-    assert model._onnx_tower("query", "fp32") is not first
+    assert _onnx_runner(model, "query", "fp32") is not first
     after = model.encode(TEXTS, backend="onnx")
     np.testing.assert_allclose(after, model.encode(TEXTS, precision="fp32"), atol=1e-5)
     assert not np.allclose(after, before, atol=1e-4)
     twin = copy.deepcopy(model)  # sessions cannot be copied: the copy rebuilds its own
-    assert "_onnx_cache" not in twin.__dict__
-    stand_in = model._onnx_tower("query", "fp32")
+    assert not _onnx_sessions(twin)
+    stand_in = _onnx_runner(model, "query", "fp32")
     assert copy.copy(stand_in).dimension == stand_in.dimension  # no endless __getattr__ recursion
     np.testing.assert_allclose(twin.encode(TEXTS, backend="onnx"), after, atol=1e-6)
 
@@ -259,7 +270,7 @@ def test_load_with_backend_onnx_makes_it_the_models_default(
     model = textsiamese.load(tiny_model_dir, backend="onnx")
     assert model.backend == "onnx" and model.device.type == "cpu"
     vectors = model.encode(TEXTS)
-    assert "_onnx_cache" in model.__dict__
+    assert _onnx_sessions(model)
     np.testing.assert_allclose(vectors, model.encode(TEXTS, backend="torch", precision="fp32"), atol=1e-5)
     with pytest.raises(ConfigError, match="CPU only"):  # refused before anything moves to a GPU
         textsiamese.load(tiny_model_dir, device="cuda", backend="onnx")

@@ -219,7 +219,7 @@ def test_cli_disk_full_is_one_line_and_keeps_the_previous_output(
 def test_model_save_failure_keeps_the_previous_model(
     tmp_path: Path, tiny_lstm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import textsiamese.model.siamese
+    import textsiamese.model.persistence
 
     target = tmp_path / "model"
     first = textsiamese.SiameseModel(tiny_lstm)
@@ -228,7 +228,7 @@ def test_model_save_failure_keeps_the_previous_model(
     with torch.no_grad():
         for parameter in first.parameters():
             parameter.add_(1.0)
-    monkeypatch.setattr(textsiamese.model.siamese, "save_model", _enospc)  # weights cannot be written
+    monkeypatch.setattr(textsiamese.model.persistence, "save_model", _enospc)  # weights cannot be written
     with pytest.raises(OSError, match="No space left"):
         first.save(target)
     monkeypatch.undo()
@@ -245,7 +245,7 @@ def test_calibrate_in_place_disk_full_keeps_the_model(
 ) -> None:
     import shutil
 
-    import textsiamese.model.siamese
+    import textsiamese.model.persistence
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
@@ -254,7 +254,7 @@ def test_calibrate_in_place_disk_full_keeps_the_model(
     dev.write_text(
         "sentence1,sentence2,label\n" + "a man eats,a man is eating,1\na cat,the stock market,0\n" * 3
     )
-    monkeypatch.setattr(textsiamese.model.siamese, "save_model", _enospc)
+    monkeypatch.setattr(textsiamese.model.persistence, "save_model", _enospc)
     status = main(["calibrate", "--data", str(dev), "--model", str(model_dir)])
     assert status == 1 and "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()} == before

@@ -51,7 +51,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_full_disk_on_checkpoint_keeps_the_previous_one_and_resume_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    import textsiamese.model.siamese
+    import textsiamese.model.persistence
     import textsiamese.training.trainer as trainer_module
 
     options = {"max_steps": 4, "checkpoint_every": 2}
@@ -67,7 +67,7 @@ def test_full_disk_on_checkpoint_keeps_the_previous_one_and_resume_works(
     if failing == "state":
         monkeypatch.setattr(trainer_module.torch, "save", second_write_fails)
     else:
-        monkeypatch.setattr(textsiamese.model.siamese, "save_model", second_write_fails)
+        monkeypatch.setattr(textsiamese.model.persistence, "save_model", second_write_fails)
     torch.manual_seed(0)
     trainer = Trainer(
         SiameseModel(make_tiny_lstm()), get_loss("cosent"), _pairs(), _config(**options), tmp_path

@@ -1,7 +1,7 @@
 """The model: towers by role, what a similarity between their vectors is, and the directory it lives in.
 
 ``siamese`` holds ``SiameseModel`` (one shared tower, or a query and a document tower; encoding, pair
-similarity, fingerprint, save / load of its own directory); ``config`` the ``config.json`` that describes a
+similarity); ``persistence`` its own directory (atomic save, load, fingerprint); ``config`` the ``config.json`` that describes a
 saved model; ``loading`` the ``load`` entry point for every layout a user may have (textsiamese,
 sentence-transformers, plain Hugging Face, a training run's output, the embedded default); ``distances``
 the similarity and distance measures the model, the losses, evaluation, calibration and search all share.
@@ -14,11 +14,11 @@ from textsiamese.inference.pipeline import ENCODE_CHUNK
 from textsiamese.model.config import ROLES, ModelConfig
 from textsiamese.model.distances import DISTANCES, Distance, get_distance
 from textsiamese.model.loading import default_model_path, load, resolve_model_directory
-from textsiamese.model.siamese import CONFIG_FILE, WEIGHTS_FILE, SiameseModel, TruncationWarning
 
-# Attributes the single-module textsiamese.model had; tests read save_model through this path (a patch
-# must target the module that calls it: textsiamese.model.siamese).
-from textsiamese.model.siamese import save_model as save_model
+# save_model: an attribute the single-module textsiamese.model had; tests read it through this path (a patch
+# must target the module that calls it: textsiamese.model.persistence).
+from textsiamese.model.persistence import save_model as save_model
+from textsiamese.model.siamese import CONFIG_FILE, WEIGHTS_FILE, SiameseModel, TruncationWarning
 
 __all__ = [
     "CONFIG_FILE",

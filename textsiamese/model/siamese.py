@@ -8,40 +8,32 @@ so a shared tower is one module (its weights saved once) and an untied pair is t
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
 from torch import nn
 
-from textsiamese.data.writers import replace_directory
-from textsiamese.errors import ConfigError, ModelError
+from textsiamese.errors import ConfigError
 from textsiamese.inference.long_text import LongText, pair_truncation_message, truncation_message
-from textsiamese.inference.onnx import OnnxTower, check_backend, onnx_tower
+from textsiamese.inference.onnx import check_backend
 from textsiamese.inference.pipeline import ENCODE_CHUNK, encode_into, output_array, progress_bar
 from textsiamese.inference.precision import (
     autocast_for,
     check_precision,
     default_batch_size,
-    quantize_dynamic_int8,
-    weights_version,
 )
+from textsiamese.inference.runners import RunnerCache
+from textsiamese.model import persistence
 from textsiamese.model.config import ROLES, ModelConfig
 from textsiamese.model.distances import get_distance
-from textsiamese.towers import Tower, tower_class
+from textsiamese.towers import Tower
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+WEIGHTS_FILE = persistence.WEIGHTS_FILE
+CONFIG_FILE = persistence.CONFIG_FILE
 
 
 class TruncationWarning(UserWarning):
@@ -276,47 +268,12 @@ class SiameseModel(nn.Module):
         return [prefix + text for text in texts] if prefix else list(texts)
 
     def _runner(self, role: str, backend: str, precision: str) -> tuple[Any, str]:
-        """What runs ``role``'s batches, and the autocast precision to run it under: the tower itself, its
-        cached int8 copy, or its cached ONNX Runtime stand-in (under fp32: torch autocast has no say over ONNX
-        Runtime)."""
-        if backend == "onnx":
-            return self._onnx_tower(role, precision), "fp32"
-        if precision == "int8":
-            return self._int8_tower(role), precision
-        return self.tower(role), precision
-
-    def _int8_tower(self, role: str) -> Tower:
-        """The cached int8 dynamically-quantised copy of ``role``'s tower, rebuilt if its weights changed."""
-        name = self.roles[role]
-        tower = self.towers[name]
-        cache: dict[str, tuple[Any, Tower]] = self.__dict__.setdefault("_int8_cache", {})
-        version = weights_version(tower)
-        if name not in cache or cache[name][0] != version:
-            cache[name] = (version, quantize_dynamic_int8(tower))  # type: ignore[assignment]
-        return cache[name][1]
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled and deep-copied without the int8 / ONNX Runtime caches (a session cannot be copied); they
-        are rebuilt on first use."""
-        state = self.__dict__.copy()
-        state.pop("_int8_cache", None)
-        state.pop("_onnx_cache", None)
-        return state
-
-    def _onnx_tower(self, role: str, precision: str) -> OnnxTower:
-        """The cached ONNX Runtime stand-in for ``role``'s tower at ``precision`` and torch's current thread
-        count, rebuilt if its weights, buffers or settings changed."""
-        name = self.roles[role]
-        tower = self.tower(role)
-        threads = torch.get_num_threads()
-        key = f"{name}:{'int8' if precision == 'int8' else 'fp32'}:{threads}"
-        cache: dict[str, tuple[Any, OnnxTower]] = self.__dict__.setdefault("_onnx_cache", {})
-        # The graph bakes in the weights, buffers and pooling; in-place ``.data`` edits go unseen, as for int8.
-        buffers = tuple((id(b), b._version) for b in tower.buffers())
-        version = (weights_version(tower), buffers, repr(tower.config()))
-        if key not in cache or cache[key][0] != version:
-            cache[key] = (version, onnx_tower(tower, precision))
-        return cache[key][1]
+        """What runs ``role``'s batches under which autocast precision (``inference.runners``)."""
+        cache = self.__dict__.get("_runners")
+        if not isinstance(cache, RunnerCache):
+            # Set through __dict__: nn.Module's __setattr__ would pass it by; a copy or unpickle has none.
+            cache = self.__dict__["_runners"] = RunnerCache()
+        return cache.runner(self.roles[role], self.tower(role), backend, precision)
 
     def similarity(
         self,
@@ -396,70 +353,17 @@ class SiameseModel(nn.Module):
 
     def fingerprint(self) -> str:
         """A stable SHA-256 over configuration and weights: indexes record it to refuse a different model."""
-        digest = hashlib.sha256()
-        config = self.config()
-        config.library_version = ""
-        config.calibration = None
-        # How long texts are cut is an encode setting (as precision is), not the model: left out, so
-        # fingerprints of models saved before the setting existed are unchanged.
-        described = asdict(config)
-        del described["long_text"]
-        digest.update(json.dumps(described, indent=2, sort_keys=True).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()[:32]
+        return persistence.fingerprint(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write the model directory: ``config.json``, ``model.safetensors`` and ``towers/<name>/`` assets.
-
-        The directory is assembled under a temporary name and moved into place, so an interrupted save
-        never leaves a half-written model under ``path``.
-        """
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            for name, tower in self.towers.items():
-                tower.save_assets(staging / "towers" / name)  # type: ignore[operator]
-            save_model(self.towers, str(staging / WEIGHTS_FILE))
-            (staging / CONFIG_FILE).write_text(self.config().to_json(), "utf-8")
-            replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        """Write the model directory (``config.json``, ``model.safetensors``, ``towers/<name>/``) atomically:
+        an interrupted save never leaves a half-written model under ``path``."""
+        return persistence.save_directory(self, path)
 
     @classmethod
     def from_directory(cls, path: str | Path) -> SiameseModel:
         """Load a directory written by ``save`` (see ``textsiamese.load`` for all supported layouts)."""
-        directory = Path(path)
-        config = ModelConfig.from_file(directory / CONFIG_FILE)
-        towers: dict[str, Tower] = {}
-        for name, tower_config in config.towers.items():
-            kind = tower_config.get("kind", "")
-            towers[name] = tower_class(kind).from_assets(tower_config, directory / "towers" / name)
-        query, document = towers[config.roles["query"]], towers[config.roles["document"]]
-        model = cls(
-            query=query,
-            document=document,
-            normalize=config.normalize,
-            similarity=config.similarity,
-            calibration=config.calibration,
-            prompts=config.prompts,
-            long_text=config.long_text,
-        )
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise ModelError(f"{directory}: {WEIGHTS_FILE} is missing")
-        try:
-            load_model(model.towers, str(weights), strict=True)
-        except (SafetensorError, RuntimeError, OSError) as error:
-            raise ModelError(
-                f"{weights}: weights are corrupted or do not fit the config ({_short(error)})"
-            ) from None
-        model.source = str(directory)
-        return model
+        return persistence.load_directory(cls, path)
 
 
 def check_prompts(prompts: dict[str, str]) -> dict[str, str]:
@@ -472,8 +376,3 @@ def check_prompts(prompts: dict[str, str]) -> dict[str, str]:
         if not isinstance(text, str):
             raise ConfigError(f"prompts.{role} must be a string, not {type(text).__name__}")
     return {role: text for role, text in prompts.items() if text}
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
