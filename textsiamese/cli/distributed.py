@@ -64,7 +64,9 @@ def encode_shards(args: argparse.Namespace, corpus: str, output: str, role: str)
     )
     if getattr(args, "device", None) not in (None, "cpu") and args.device:
         raise ConfigError("--device is chosen per worker with --engine ray (CUDA where Ray gives one)")
-    quiet = not getattr(args, "progress", True)
+    quiet = (
+        getattr(args, "progress", None) is False
+    )  # a line a shard (a log of a long job) unless --no-progress
 
     def report(row: dict[str, Any]) -> None:
         if not quiet:
