@@ -39,6 +39,18 @@ class InputError(TextSiameseError, ValueError):
         self.location = where  # "FILE, line N, column 'C'": what precedes the reason in the message
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled as its message and attributes, not its constructor arguments (which subclasses change):
+        # an error raised in another process (a Ray worker, a DataLoader worker) arrives whole.
+        return (_restore_error, (type(self), self.args, self.__dict__))
+
+
+def _restore_error(cls: type[Exception], args: tuple[object, ...], state: dict[str, object]) -> Exception:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class ModelError(TextSiameseError):
     """A model directory that is missing files, has corrupted weights or an unknown layout."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsiamese.cli import distributed
 from textsiamese.cli.common import (
     PRECISIONS,
     add_long_text_options,
@@ -30,6 +31,7 @@ from textsiamese.cli.common import (
     truncated_flags,
     warn_truncation,
 )
+from textsiamese.cli.distributed import add_engine_options
 from textsiamese.data import atomic_open, read_corpus
 from textsiamese.errors import ConfigError
 
@@ -46,8 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "order, as a float32 .npy array. The output is written under a temporary name and renamed. "
         "--report-truncation also writes FILE.tokens.csv (id, line, tokens, truncated per row).",
     )
-    parser.add_argument("--input", required=True, metavar="FILE", help="text file (.txt, .csv, .tsv, .jsonl)")
-    parser.add_argument("--output", required=True, metavar="FILE.npy", help="where to save the (N, D) array")
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="text file (.txt, .csv, .tsv, .jsonl; with --engine ray also .parquet or a quoted glob)",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE.npy",
+        help="where to save the (N, D) array (--engine ray: a directory of shards)",
+    )
     parser.add_argument(
         "--text-column", default="text", help="column holding the texts in CSV/TSV/JSONL (default: text)"
     )
@@ -69,7 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--int8", action="store_const", const="int8", dest="precision", help="same as --precision int8"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for the model (default: torch's choice)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model (default: torch's choice; --engine ray: CPUs and threads per worker, "
+        "default the CPUs shared out)",
     )
     parser.add_argument(
         "--no-normalize",
@@ -88,6 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_long_text_options(parser)
     add_model_options(parser)
+    add_engine_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -96,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
+    if args.engine == "ray":
+        return distributed.run_encode(args)
     if not str(args.output).endswith(".npy"):
         raise ConfigError(f"--output must end in .npy (numpy.save adds the suffix otherwise): {args.output}")
     corpus = read_corpus(args.input, text_column=args.text_column, errors=args.errors)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from textsiamese.cli import distributed
 from textsiamese.cli.common import (
     INDEX_KIND_NAMES,
     INDEX_METRICS,
@@ -29,6 +30,7 @@ from textsiamese.cli.common import (
     truncated_flags,
     warn_truncation,
 )
+from textsiamese.cli.distributed import add_engine_options
 from textsiamese.errors import ConfigError, InputError
 
 
@@ -47,9 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="encode a corpus and build an index",
         description="Encode a corpus (document tower) and write an index directory. Corpus: a .txt file (one "
         "text per line, ids = line numbers) or a CSV/TSV/JSONL file with a text column; other columns are "
-        "kept as metadata and returned with each hit (with --report-truncation also tokens and truncated).",
+        "kept as metadata and returned with each hit (with --report-truncation also tokens and truncated). "
+        "--from-shards builds it from the shard directory of 'encode --engine ray' instead, and --engine ray "
+        "runs both steps.",
     )
-    add_corpus_options(build)
+    add_corpus_options(build, required=False)
+    build.add_argument(
+        "--from-shards",
+        metavar="DIR",
+        help="build from a shard directory written by 'textsiamese encode --engine ray' (instead of --corpus)",
+    )
+    build.add_argument(
+        "--shards",
+        metavar="DIR",
+        help="--engine ray: where the shards go (default: <output>.shards beside the index; kept for --resume)",
+    )
     build.add_argument("--output", metavar="DIR", help="index directory (default: <corpus name>.index)")
     build.add_argument("--kind", choices=INDEX_KIND_NAMES, default="auto", help="index kind (default: auto)")
     build.add_argument(
@@ -72,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_long_text_options(build)
     add_model_options(build)
     add_errors_option(build)
+    add_engine_options(build)
     build.set_defaults(func=run_build)
 
     add = actions.add_parser(
@@ -101,12 +116,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=run_info)
 
 
-def add_corpus_options(parser: argparse.ArgumentParser, remembered: bool = False) -> None:
+def add_corpus_options(
+    parser: argparse.ArgumentParser, remembered: bool = False, required: bool = True
+) -> None:
     """``--corpus``, ``--text-column``, ``--id-column``, ``--progress`` / ``--no-progress``.
 
     ``remembered``: the command updates an index, whose manifest holds the build's columns; there the text
-    column defaults to None, meaning the recorded one (see :func:`run_add`)."""
-    parser.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)")
+    column defaults to None, meaning the recorded one (see :func:`run_add`). ``required=False``: the
+    command checks for ``--corpus`` itself (``index build`` also takes ``--from-shards``)."""
+    parser.add_argument(
+        "--corpus", required=required, metavar="FILE", help="corpus file (.txt, csv, tsv, jsonl)"
+    )
     parser.add_argument(
         "--text-column",
         default=None if remembered else "text",
@@ -150,6 +170,13 @@ def run_build(args: argparse.Namespace) -> int:
     from textsiamese.data import read_corpus
     from textsiamese.model.loading import load
 
+    if bool(args.corpus) == bool(args.from_shards):
+        raise ConfigError(
+            "give the corpus with --corpus FILE, or shards with --from-shards DIR (one of them)"
+        )
+    if args.from_shards or args.engine == "ray":
+        return _run_build_sharded(args)
+
     corpus = read_corpus(
         args.corpus, text_column=args.text_column, id_column=args.id_column, errors=args.errors
     )
@@ -177,6 +204,16 @@ def run_build(args: argparse.Namespace) -> int:
     # recorded for index add; row numbers (--id-column "") are no column, and numbering an added file again
     # would repeat the build's ids, so they are not recorded
     index.corpus_columns = {key: value for key, value in given_corpus_columns(args).items() if value}
+    index.save(output)
+    print(f"textsiamese index: {describe(index)} -> {output}", file=sys.stderr)
+    return 0
+
+
+def _run_build_sharded(args: argparse.Namespace) -> int:
+    """``index build --from-shards`` / ``--engine ray`` (see :mod:`textsiamese.cli.distributed`)."""
+    index, output = distributed.build_index(args, parse_params(args.param))
+    if args.corpus:
+        index.corpus_columns = {key: value for key, value in given_corpus_columns(args).items() if value}
     index.save(output)
     print(f"textsiamese index: {describe(index)} -> {output}", file=sys.stderr)
     return 0

@@ -93,9 +93,33 @@ class Index(SearchableIndex):
         count, dimension = matrix.shape
         if count == 0:
             raise ConfigError("cannot build an index from an empty corpus")
+        index = cls.empty(kind, count, dimension, metric, params, memory_budget, fingerprint, model_source)
+        spec = get_kind(index.kind)
+        if metric == "cosine":
+            faiss.normalize_L2(matrix)
+        if spec.needs_training:
+            train(index._index, index.kind, index.params, matrix, seed)
+        index._add_tuned(matrix, ids, texts, metadata, recall_target, tune_k, tune_queries, seed)
+        return index
+
+    @classmethod
+    def empty(
+        cls,
+        kind: str,
+        count: int,
+        dimension: int,
+        metric: str = "cosine",
+        params: Mapping[str, Any] | None = None,
+        memory_budget: int | None = None,
+        fingerprint: str | None = None,
+        model_source: str | None = None,
+    ) -> Index:
+        """An empty, untrained index of ``kind`` (``auto`` resolved) sized for ``count`` vectors: the kind's
+        defaults for that size with ``params`` over them. :meth:`from_vectors` and the shard builder
+        (:mod:`textsiamese.search.sharded`) fill it."""
         faiss_metric(metric)
         spec, merged = resolve_params(kind, count, dimension, params, memory_budget)
-        index = cls(
+        return cls(
             spec.create(dimension, faiss_metric(metric), merged),
             kind=spec.name,
             metric=metric,
@@ -104,12 +128,6 @@ class Index(SearchableIndex):
             fingerprint=fingerprint,
             model_source=model_source,
         )
-        if metric == "cosine":
-            faiss.normalize_L2(matrix)
-        if spec.needs_training:
-            train(index._index, index.kind, index.params, matrix, seed)
-        index._add_tuned(matrix, ids, texts, metadata, recall_target, tune_k, tune_queries, seed)
-        return index
 
     @classmethod
     def build(

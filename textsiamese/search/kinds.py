@@ -238,11 +238,15 @@ def resolve_params(
     return spec, merged
 
 
+def training_size(kind: str, params: dict[str, Any]) -> int:
+    """Points IVF k-means trains on: 40 a list (FAISS asks for 39), and for ivfpq at least 64 a PQ centroid."""
+    return max(int(params["nlist"]) * 40, (1 << int(params.get("nbits", 0))) * 64 if kind == "ivfpq" else 0)
+
+
 def train(faiss_index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, seed: int) -> None:
     """Train IVF centroids (and PQ codebooks) on a sample of 40 points a list (FAISS asks for 39):
     k-means cost grows with the sample, and more points barely move the centroids."""
-    nlist = int(params["nlist"])
-    wanted = max(nlist * 40, (1 << int(params.get("nbits", 0))) * 64 if kind == "ivfpq" else 0)
+    wanted = training_size(kind, params)
     if matrix.shape[0] > wanted:
         rows = np.random.default_rng(seed).choice(matrix.shape[0], size=wanted, replace=False)
         sample = matrix[np.sort(rows)]

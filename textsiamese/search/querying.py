@@ -21,9 +21,11 @@ from textsiamese.search.kinds import get_kind, search_parameters
 from textsiamese.search.rows import Hit, RowTable, as_matrix
 from textsiamese.search.tuning import (
     TUNE_QUERIES,
+    Truth,
     check_recall_target,
     exact_search_record,
     stored_vectors,
+    tune_on_truth,
     tune_search_parameter,
 )
 
@@ -292,6 +294,25 @@ class SearchableIndex:
             queries=None if queries is None else self._prepare(queries),
             n_queries=n_queries,
             seed=seed,
+            warn_stacklevel=stacklevel,
+        )
+        self.params[record["parameter"]] = record["value"]
+        self.tuning = record
+        return record
+
+    def tune_on_truth(self, truth: Truth, recall_target: float, *, stacklevel: int = 3) -> dict[str, Any]:
+        """:meth:`tune` against an exact ``truth`` computed elsewhere (labels are this index's), for a
+        corpus that is not in memory at once (:func:`textsiamese.search.sharded.build_from_shards`)."""
+        spec = get_kind(self.kind)
+        if spec.tunable is None:
+            self.tuning = exact_search_record(recall_target, truth[3])
+            return self.tuning
+        record = tune_on_truth(
+            self._search_labels,
+            spec,
+            self.params,
+            truth,
+            recall_target=recall_target,
             warn_stacklevel=stacklevel,
         )
         self.params[record["parameter"]] = record["value"]

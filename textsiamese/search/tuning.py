@@ -190,14 +190,33 @@ def tune_search_parameter(
 
     Where no value reaches the target, the best one found is recorded with ``reached: False`` and a
     UserWarning is raised as ``warnings.warn(..., stacklevel=warn_stacklevel)`` in the caller would."""
-    assert spec.tunable is not None
-    started = time.perf_counter()
     check_recall_target(recall_target)
     labels, matrix = corpus
     truth = exact_truth(matrix, labels, metric, k, queries, n_queries, seed)
+    # one frame deeper than the caller counted: tune_on_truth warns from inside this call
+    return tune_on_truth(
+        search, spec, params, truth, recall_target=recall_target, warn_stacklevel=warn_stacklevel + 1
+    )
+
+
+def tune_on_truth(
+    search: SearchAt,
+    spec: IndexKind,
+    params: dict[str, Any],
+    truth: Truth,
+    *,
+    recall_target: float,
+    warn_stacklevel: int,
+) -> dict[str, Any]:
+    """The tuning record of :func:`tune_search_parameter` against an exact ``truth`` already computed
+    (by :func:`exact_truth`, or shard by shard when the corpus is not in memory, as
+    :mod:`textsiamese.search.sharded` does)."""
+    assert spec.tunable is not None
+    started = time.perf_counter()
+    check_recall_target(recall_target)
     _, true_rows, self_labels, k = truth
     record: dict[str, Any] = {"recall_target": recall_target, "k": k}
-    if queries is None and k < 1:  # one corpus row: no neighbour to find, nothing to tune
+    if k < 1:  # one corpus row: no neighbour to find, nothing to tune
         record.update(parameter=spec.tunable, value=params[spec.tunable], recall=1.0, reached=True)
         return record
     low = k if spec.name == "hnsw" else 1
