@@ -7,9 +7,14 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textsiamese.cli.common import add_progress_option
 from textsiamese.cli.output_guard import check_run_directory
+from textsiamese.errors import ConfigError
+
+if TYPE_CHECKING:
+    from textsiamese.training.recipes import Recipe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +48,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     add_progress_option(parser, "the recipe's train.progress, else when stderr is a terminal")
     parser.add_argument("--json", action="store_true", help="print the results of the last stage as JSON")
+    cv = parser.add_argument_group(
+        "cross-validation",
+        "--folds K trains on K-1 folds of the recipe's training file and evaluates on the held-out one, "
+        "for every fold (WikiQA-style files grouped by question with data.split_by: sentence1), and writes "
+        "OUTPUT/crossval.json (default OUTPUT: runs/<recipe name>-cv<K>)",
+    )
+    cv.add_argument("--folds", type=int, metavar="K", help="cross-validate over K folds instead of training")
+    cv.add_argument(
+        "--fold",
+        dest="only_folds",
+        type=int,
+        action="append",
+        metavar="I",
+        help="run only fold I of the K (repeatable; e.g. a 2-fold screen of settings)",
+    )
+    cv.add_argument(
+        "--no-zero-shot", action="store_true", help="skip the starting model's figures on each fold"
+    )
+    cv.add_argument("--keep-models", action="store_true", help="keep each fold's trained model")
     parser.set_defaults(func=run)
 
 
@@ -59,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     train = recipe.settings.get("train")
     if args.progress is None and isinstance(train, dict) and not sys.stderr.isatty():
         train.setdefault("progress", False)  # no bar in a log file, unless the recipe asks for one
+    if args.folds is not None:
+        return _cross_validate(args, recipe)
+    if args.only_folds or args.no_zero_shot or args.keep_models:
+        raise ConfigError("--fold, --no-zero-shot and --keep-models go with --folds K")
     # The directory run_recipe writes to, resolved the same way, so the check looks where the run will go.
     output = Path(args.output or recipe.settings.get("output") or Path("runs") / recipe.name)
     check_run_directory(output, resume=args.resume, overwrite=args.overwrite, is_main=env_world()[0] == 0)
@@ -74,4 +102,31 @@ def run(args: argparse.Namespace) -> int:
     if last.stopped == "interrupted":
         print(f"interrupted: checkpoint saved in {last.output}/checkpoint; continue with --resume")
         return 128 + int(signal.Signals[last.signal or "SIGINT"])
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, recipe: Recipe) -> int:
+    """``--folds K``: the recipe's grouped K-fold cross-validation; prints mean ± sd per metric."""
+    from textsiamese.training.crossval import RESULT_FILE, cross_validate
+
+    output = Path(args.output or Path("runs") / f"{recipe.name}-cv{args.folds}")
+    if (output / RESULT_FILE).exists() and not args.overwrite:
+        raise ConfigError(f"{output} already holds {RESULT_FILE}; pass --overwrite to start over")
+    report = cross_validate(
+        recipe,
+        folds=args.folds,
+        output=output,
+        only=args.only_folds,
+        zero_shot=not args.no_zero_shot,
+        keep_models=args.keep_models,
+    )
+    if "interrupted" in report:
+        return 128 + int(signal.Signals[report["interrupted"]["signal"] or "SIGINT"])
+    if args.json:
+        print(json.dumps(report.get("summary", {})))
+        return 0
+    print(f"{recipe.name}: folds {report['folds_run']} of {report['folds']} -> {output / RESULT_FILE}")
+    for key, entry in report.get("summary", {}).items():
+        parts = [f"{name} {v['mean']:.4f} ± {v['sd']:.4f}" for name, v in entry.items()]
+        print(f"{key:>12}  " + "  ".join(parts))
     return 0

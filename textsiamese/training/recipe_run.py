@@ -20,8 +20,9 @@ import torch
 import yaml
 
 from textsiamese.data import PairData, TripletData, atomic_open, read_pairs, read_triplets
+from textsiamese.data.group_negatives import group_negatives
 from textsiamese.errors import ConfigError
-from textsiamese.losses import get_loss
+from textsiamese.losses import SiameseLoss, get_loss
 from textsiamese.model import SiameseModel
 from textsiamese.model.siamese import check_prompts
 from textsiamese.training.config import TrainConfig
@@ -84,11 +85,7 @@ def _stage_trainer(
 ) -> Trainer:
     """The trainer of one stage: its loss, train options and dev evaluator, writing to ``out``; with
     ``resume`` it continues from the checkpoint in ``out`` when there is one (the last stage says when not)."""
-    loss_spec = dict(stage["loss"])
-    loss_name = loss_spec.pop("name")
-    if "score_range" in loss_spec:
-        loss_spec["score_range"] = tuple(loss_spec["score_range"])
-    loss = get_loss(loss_name, **loss_spec)
+    loss = make_loss(stage)
     config = TrainConfig.from_dict(train_options(stage))
     evaluator = None
     task = (stage.get("eval") or {}).get("task")
@@ -108,6 +105,15 @@ def _stage_trainer(
         evaluator=evaluator,
         resume=resume and (out / "checkpoint").is_dir(),
     )
+
+
+def make_loss(stage: dict[str, Any]) -> SiameseLoss:
+    """The loss a stage names (``loss: {name: ..., options}``)."""
+    loss_spec = dict(stage["loss"])
+    loss_name = loss_spec.pop("name")
+    if "score_range" in loss_spec:
+        loss_spec["score_range"] = tuple(loss_spec["score_range"])
+    return get_loss(loss_name, **loss_spec)
 
 
 def _write_results(
@@ -237,11 +243,32 @@ def read_stage_data(
     elif data.get("dev"):
         dev_path = resolve_path(str(data["dev"]), recipe_path, "data.dev")
         dev = read_pairs(dev_path, data.get("dev_format") or fmt, columns=data.get("columns"))
-    if data.get("limit"):
-        train = _head(train, int(data["limit"]))
+    train = finish_train_data(train, data, seed)
     if dev is not None and data.get("dev_limit"):
         dev = dev.subset(range(min(len(dev), int(data["dev_limit"]))))
     return train, dev
+
+
+def finish_train_data(
+    train: PairData | TripletData, data: dict[str, Any], seed: int
+) -> PairData | TripletData:
+    """The training part as the loss sees it: its first ``data.limit`` rows, then, with
+    ``data.hard_negatives: group``, each positive pair with ``data.num_negatives`` negative candidates of
+    its own query (``group_negatives``) as triplets for a ranking loss. Used by a recipe run and by each
+    fold of a cross-validation alike."""
+    if data.get("limit"):
+        train = _head(train, int(data["limit"]))
+    mode = data.get("hard_negatives")
+    if mode is None:
+        return train
+    if mode != "group":
+        raise ConfigError(f"data.hard_negatives must be group or null, not {mode!r}")
+    if not isinstance(train, PairData):
+        raise ConfigError("data.hard_negatives: group works on pair data with 0/1 labels")
+    triplets, dropped = group_negatives(train, int(data.get("num_negatives") or 1), seed)
+    if dropped:
+        print(f"note: {dropped} positive pairs have no negative candidate of their query and are left out")
+    return triplets
 
 
 def split_pairs(

@@ -27,6 +27,8 @@ one stage:
       dev_split: null
       split_by: null           # sentence1: all rows of one question land on the same side of the split
       dev_limit: null
+      hard_negatives: null     # group: each positive takes num_negatives label-0 candidates of its own query
+      num_negatives: 1
     loss: {name: cosine_similarity, score_range: [0, 5]}   # name + the loss's options
     eval: {task: sts, batch_size: null}                      # batch_size null: encode's device default; sts | pair_classification | retrieval | reranking
     train: {epochs: 4, batch_size: 16, lr: 2.0e-5, eval_every: 180, metric: spearman}   # TrainConfig
@@ -81,6 +83,8 @@ DATA_KEYS = (
     "dev_split",
     "split_by",
     "dev_limit",
+    "hard_negatives",
+    "num_negatives",
 )
 EVAL_KEYS = ("task", "batch_size")
 DEFAULTS: dict[str, Any] = {
@@ -100,6 +104,8 @@ DEFAULTS: dict[str, Any] = {
         "dev_split": None,
         "split_by": None,
         "dev_limit": None,
+        "hard_negatives": None,
+        "num_negatives": 1,
     },
     "loss": {},
     "eval": {"task": None, "batch_size": None},
