@@ -24,7 +24,8 @@ from textsiamese.errors import ConfigError, InputError
 
 STRATEGY_HELP = (
     "centroid: nearest class mean (the better one with several references per class, the same as reference "
-    "with one); reference: nearest single reference"
+    "with one); reference: nearest single reference; head: a logistic head on the embeddings (fitted by "
+    "--fine-tune)"
 )
 
 
@@ -47,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument(
         "--dev", metavar="FILE", help="labelled texts on which to choose the unknown threshold (max accuracy)"
     )
+    _add_fine_tune_options(enroll)
     _add_text_options(enroll)
     add_model_options(enroll)
     enroll.set_defaults(func=run_enroll)
@@ -74,7 +76,7 @@ def _add_match_options(parser: argparse.ArgumentParser, *, strategy: str, thresh
     which differs between enroll (a new or growing set) and classify (what enroll stored)."""
     parser.add_argument(
         "--strategy",
-        choices=["reference", "centroid"],
+        choices=["reference", "centroid", "head"],
         default=None,
         help=f"{STRATEGY_HELP} (default: {strategy})",
     )
@@ -84,6 +86,32 @@ def _add_match_options(parser: argparse.ArgumentParser, *, strategy: str, thresh
         default=None,
         help=f"similarity below which: unknown (default: {threshold})",
     )
+
+
+def _add_fine_tune_options(parser: argparse.ArgumentParser) -> None:
+    from textsiamese.decisions.fewshot import LOSSES, FineTuneConfig
+
+    default = FineTuneConfig()
+    group = parser.add_argument_group("fine-tuning (--fine-tune)")
+    group.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="fine-tune the tower on pairs of all enrolled references (saved in DIR/tower), then pick the "
+        "centroid or a logistic head (see --select)",
+    )
+    group.add_argument("--loss", choices=LOSSES, default=default.loss, help="(default: %(default)s)")
+    group.add_argument("--epochs", type=int, default=default.epochs, help="(default: %(default)s)")
+    group.add_argument(
+        "--learning-rate", type=float, default=default.learning_rate, help="(default: %(default)s)"
+    )
+    group.add_argument(
+        "--select",
+        choices=["holdout", "centroid", "head"],
+        default="holdout",
+        help="holdout: centroid or head, whichever classifies a 25%% held-out part of the references "
+        "better after tuning on the rest (costs a second, shorter run); or force one (default: holdout)",
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of pair drawing and training (default: 0)")
 
 
 def _add_text_options(parser: argparse.ArgumentParser) -> None:
@@ -129,20 +157,45 @@ def run_enroll(args: argparse.Namespace) -> int:
     if args.strategy:
         matcher.strategy = args.strategy
     matcher.enroll(labels, corpus.texts)
+    tuned = ""
+    if args.fine_tune:
+        from textsiamese.decisions.fewshot import FineTuneConfig
+
+        config = FineTuneConfig(
+            loss=args.loss, epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed
+        )
+        report = matcher.fine_tune(config, select=args.select, show_progress=sys.stderr.isatty())
+        if args.strategy:
+            matcher.strategy = args.strategy
+        tuned = (
+            f"; tower fine-tuned ({config.loss}, {count(config.epochs, 'epoch')}, {report.steps} steps, "
+            f"{report.seconds:.0f} s) on {count(len(matcher.tuned_classes), 'class', 'classes')}"
+        )
+    elif matcher.untuned_classes:
+        tuned = f"; tower not tuned on: {', '.join(matcher.untuned_classes)} (enroll --fine-tune to retrain)"
     if args.threshold is not None:
         matcher.threshold = args.threshold
     elif dev is not None:
         dev_corpus, dev_labels = dev
         assert dev_labels is not None
         for strategy in STRATEGIES:  # each strategy's own, so classify --strategy finds a fitting one
+            if strategy == "head" and matcher.head is None:
+                continue
             matcher.choose_threshold(dev_corpus.texts, dev_labels, strategy=strategy)
     matcher.save(output)
     counts = {c: matcher.labels.count(c) for c in matcher.classes}
     skipped = f" ({matcher.skipped} already enrolled, skipped)" if matcher.skipped else ""
+    chosen = ""
+    if not args.strategy and not before and not args.fine_tune:
+        chosen = (
+            " (default with more than one reference per class; --strategy reference for the nearest single one)"
+            if max(counts.values()) > 1
+            else " (default; with one reference per class it is the nearest reference)"
+        )
     print(
         f"textsiamese enroll: {count(len(matcher) - before, 'reference')} added{skipped}; {len(matcher)} in "
-        f"{count(len(counts), 'class', 'classes')} ({', '.join(f'{c}: {n}' for c, n in counts.items())}); strategy {matcher.strategy}"
-        f"{' (default; --strategy reference for the nearest single reference)' if not args.strategy and not before else ''}, "
+        f"{count(len(counts), 'class', 'classes')} ({', '.join(f'{c}: {n}' for c, n in counts.items())}){tuned}; "
+        f"strategy {matcher.strategy}{chosen}, "
         f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
         file=sys.stderr,
     )

@@ -39,15 +39,24 @@ import numpy as np
 import torch
 
 from textsiamese.data.writers import replace_directory
+from textsiamese.decisions.fewshot import (
+    FineTuneConfig,
+    FineTuneReport,
+    Head,
+    choose_by_holdout,
+    fine_tune,
+    fit_head,
+)
 from textsiamese.errors import ConfigError, InputError, ModelError
 from textsiamese.model.distances import get_distance
 
 if TYPE_CHECKING:
     from textsiamese.model import SiameseModel
 
-STRATEGIES = ("reference", "centroid")
+STRATEGIES = ("reference", "centroid", "head")
 FORMAT_NAME = "textsiamese-enrolled"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+TOWER_DIR = "tower"
 META_FILE = "enrolled.json"
 VECTORS_FILE = "embeddings.npy"
 
@@ -86,6 +95,11 @@ class OneShotClassifier:
         self.texts: list[str] = []
         self.skipped = 0
         self.embeddings = np.zeros((0, model.dimension), dtype=np.float32)
+        # Set by fine_tune: the model it started from, the classes the tower was tuned on, its settings.
+        self.base_model: SiameseModel | None = None
+        self.tuned_classes: list[str] = []
+        self.tuning: dict[str, Any] = {}
+        self.head: Head | None = None
 
     @property
     def threshold(self) -> float | None:
@@ -144,7 +158,41 @@ class OneShotClassifier:
         self.labels += new_labels
         self.texts += new_texts
         self.embeddings = np.concatenate([self.embeddings, vectors.astype(np.float32)])
+        if self.head is not None:  # refitted on the stored vectors: seconds, and the tower is untouched
+            self.head = fit_head(self.labels, self.embeddings)
         return self
+
+    @property
+    def untuned_classes(self) -> list[str]:
+        """Classes enrolled after fine-tuning (the tower never saw them); empty for an untuned set."""
+        if self.base_model is None:
+            return []
+        return [c for c in self.classes if c not in self.tuned_classes]
+
+    def fine_tune(
+        self, config: FineTuneConfig | None = None, select: str = "holdout", show_progress: bool = False
+    ) -> FineTuneReport:
+        """Fine-tune the tower on pairs of the enrolled references, re-encode them, and fit the logistic
+        head; ``select`` sets the strategy: ``holdout`` (centroid or head, whichever classifies a 25 %
+        held-out part of the references better after tuning on the rest; centroid on a tie), ``centroid``
+        or ``head``. Tuning always starts from the untuned model, so calling it again retrains on all
+        references. Thresholds are dropped: the similarities they were chosen on have changed."""
+        if select not in ("holdout", "centroid", "head"):
+            raise ConfigError(f"unknown select {select!r}; choose holdout, centroid or head")
+        base = self.base_model or self.model
+        if select == "holdout":
+            select = choose_by_holdout(base, self.labels, self.texts, config, self.batch_size)
+        tuned, report = fine_tune(base, self.labels, self.texts, config, show_progress)
+        self.base_model, self.model = base, tuned
+        self.embeddings = tuned.encode(self.texts, role="document", batch_size=self.batch_size).astype(
+            np.float32
+        )
+        self.head = fit_head(self.labels, self.embeddings)
+        self.tuned_classes = self.classes
+        self.tuning = {**(config or FineTuneConfig()).to_dict(), "select": select}
+        self.strategy = select
+        self.thresholds = {}
+        return report
 
     def _class_vectors(self, strategy: str) -> tuple[list[str], np.ndarray]:
         """One row per reference (``reference``) or per class centroid (``centroid``), with its class."""
@@ -167,10 +215,17 @@ class OneShotClassifier:
         strategy = strategy or self.strategy
         if strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        owners, references = self._class_vectors(strategy)
         queries = self.model.encode(
             list(texts), role="query", batch_size=self.batch_size, show_progress=show_progress
         )
+        if strategy == "head":
+            if self.head is None:
+                raise ConfigError(
+                    "strategy head needs a fine-tuned set (enroll --fine-tune) or fit_head first"
+                )
+            order = [self.head.classes.index(c) for c in self.classes]
+            return self.classes, self.head.probabilities(queries)[:, order]
+        owners, references = self._class_vectors(strategy)
         distance = get_distance(self.metric)
         closeness = -distance.as_distance(
             distance.matrix(torch.from_numpy(queries), torch.from_numpy(np.ascontiguousarray(references)))
@@ -256,8 +311,20 @@ class OneShotClassifier:
             "labels": self.labels,
             "texts": self.texts,
         }
+        if self.head is not None:
+            meta["head"] = self.head.to_dict()
+        if self.base_model is not None:
+            meta.update(
+                tower=TOWER_DIR,
+                base_fingerprint=self.base_model.fingerprint(),
+                base_source=self.base_model.source,
+                tuned_classes=self.tuned_classes,
+                fine_tune=self.tuning,
+            )
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
+            if self.base_model is not None:
+                self.model.save(staging / TOWER_DIR)
             np.save(staging / VECTORS_FILE, self.embeddings, allow_pickle=False)
             (staging / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1), "utf-8")
             replace_directory(staging, target)
@@ -281,7 +348,10 @@ class OneShotClassifier:
             raise InputError(str(meta_path), "not an enrolled reference set")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise InputError(str(meta_path), "written by a newer textsiamese; upgrade to read it")
-        if meta.get("model_fingerprint") != model.fingerprint():
+        base = None
+        if meta.get("tower"):  # fine-tuned: the tuned tower lives in the set; ``model`` must be its base
+            base, model = model, _tuned_tower(directory / str(meta["tower"]), meta, model)
+        elif meta.get("model_fingerprint") != model.fingerprint():
             raise ModelError(
                 f"{directory}: references were encoded by a different model ({meta.get('model_source')}); "
                 "load that model, or enroll the references again with this one"
@@ -308,7 +378,28 @@ class OneShotClassifier:
         matcher.metric = get_distance(meta.get("metric", model.similarity_metric)).name
         matcher.labels, matcher.texts = labels, texts
         matcher.embeddings = vectors.astype(np.float32)
+        if isinstance(meta.get("head"), dict):
+            matcher.head = Head.from_dict(meta["head"])
+        if base is not None:
+            matcher.base_model = base
+            matcher.tuned_classes = [str(c) for c in meta.get("tuned_classes", [])]
+            matcher.tuning = dict(meta.get("fine_tune", {}))
         return matcher
+
+
+def _tuned_tower(path: Path, meta: dict[str, Any], base: SiameseModel) -> SiameseModel:
+    """The fine-tuned model saved in a reference set, checked against the fingerprints the set recorded."""
+    from textsiamese.model import SiameseModel
+
+    if base.fingerprint() != meta.get("base_fingerprint"):
+        raise ModelError(
+            f"{path.parent}: the tower was fine-tuned from a different model ({meta.get('base_source')}); "
+            "load that model"
+        )
+    tuned = SiameseModel.from_directory(path)
+    if tuned.fingerprint() != meta.get("model_fingerprint"):
+        raise ModelError(f"{path}: the fine-tuned tower does not match the references (changed or corrupted)")
+    return tuned
 
 
 def accuracy(predicted: Sequence[str], gold: Sequence[str]) -> float:
