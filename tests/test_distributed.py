@@ -79,7 +79,7 @@ def _encode(corpus: Path, out: Path, model: Path | None, **kwargs) -> tuple[Shar
 def test_vectors_equal_single_process_encode(local_ray, titles, default_model, tmp_path) -> None:
     shard_set, seen = _encode(titles, tmp_path / "shards", None)
     corpus = read_corpus(titles, text_column="title")
-    expected = default_model.encode(corpus.texts, role="query", precision="fp32")
+    expected = default_model.encode(corpus.texts, role="document", precision="fp32")
     assert shard_set.ids() == corpus.ids  # same ids, same order, none repeated or missing
     assert np.abs(shard_set.vectors() - expected).max() < 1e-6
     assert sorted(row["shard"] for row in seen) == list(range(5))

@@ -466,6 +466,14 @@ def _check_chunked_index(ws: Workspace, out: Outcome) -> None:
     assert manifest["count"] == 80, manifest
 
 
+def _check_ray_index(ws: Workspace, out: Outcome) -> None:
+    """``index build --engine ray``: shards with a manifest, and an index holding every news.csv row by id."""
+    shards = json.loads((ws.root / "news-ray.index.shards" / "manifest.json").read_text())
+    index = json.loads((ws.root / "news-ray.index" / "manifest.json").read_text())
+    assert shards["count"] == index["count"] == len(_rows(ws.root / "news.csv")), (shards, index)
+    assert index["model_fingerprint"] == shards["model_fingerprint"]
+
+
 def _check_st_export(ws: Workspace, out: Outcome) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -506,6 +514,7 @@ CHECKS: dict[str, Callable[[Workspace, Outcome], None]] = {
     "train mrpc --output runs/mrpc": _check_run("mrpc"),
     "--input corpus.txt": _check_npy("vectors.npy", 40),
     "--output titles.npy": _check_npy("titles.npy", 80),
+    "index build --engine ray": _check_ray_index,
     "index build": _check_index,
     "textsiamese search": _check_search,
     "textsiamese mine": _check_mine,

@@ -111,6 +111,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def build_index(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, Path]:
     """``index build --from-shards DIR`` or ``--engine ray``: the index and where it goes."""
+    from textsiamese.distributed import ShardSet
     from textsiamese.search.sharded import build_from_shards
 
     if args.from_shards:
@@ -125,4 +126,12 @@ def build_index(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Any, 
     index = build_from_shards(
         shards, kind=args.kind, metric=args.metric, params=params, recall_target=args.recall_target or None
     )
+    manifest = ShardSet(shards).manifest
+    role = manifest.get("role")
+    if role not in (None, "document") and not manifest.get("shared_towers"):
+        print(
+            f"textsiamese index: warning: the shards were encoded by the {role} tower; an index holds "
+            "documents (for a two-tower model encode them with --role document)",
+            file=sys.stderr,
+        )
     return index, output

@@ -271,7 +271,7 @@ def encode_corpus(
     text_column: str = "text",
     id_column: str | None = None,
     errors: str = "strict",
-    role: str = "query",
+    role: str = "document",
     precision: str = "auto",
     backend: str = "torch",
     batch_size: int | None = None,
@@ -297,13 +297,14 @@ def encode_corpus(
 
     files = expand_inputs(input)
     directory = Path(output).resolve()
-    prepare_output(directory, resume)
-    reference = load(_model_path(model), backend="torch")
-    fingerprint, dimension = reference.fingerprint(), int(reference.tower(role).dimension)
-    source = str(getattr(reference, "source", model) or "")
-    del reference
-    started = connect(address, num_cpus=max(os.cpu_count() or 1, workers))
+    started = connect(address, num_cpus=max(os.cpu_count() or 1, workers))  # an unreachable address: first
     try:
+        prepare_output(directory, resume)
+        reference = load(_model_path(model), backend="torch")
+        fingerprint, dimension = reference.fingerprint(), int(reference.tower(role).dimension)
+        source = str(getattr(reference, "source", model) or "")
+        shared = bool(reference.is_shared)
+        del reference
         args = _actor_args(workers, cpus_per_worker)
         encode = {"role": role, "precision": precision, "batch_size": batch_size, "normalize": normalize}
         settings = _settings(
@@ -330,6 +331,7 @@ def encode_corpus(
         "model_source": source,
         "dimension": dimension,
         "role": role,
+        "shared_towers": shared,  # one tower for both roles: the role does not change the vectors
         "precision": precision,
         "backend": backend,
         "shard_size": shard_size,
