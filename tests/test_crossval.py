@@ -10,11 +10,13 @@ import pytest
 
 import textsiamese
 from textsiamese.cli import main
-from textsiamese.data import PairData, read_pairs
+from textsiamese.data import PairData, TripletData, read_pairs
 from textsiamese.data.group_negatives import group_negatives
 from textsiamese.errors import ConfigError, InputError
 from textsiamese.evaluation import evaluate_reranking
+from textsiamese.training import load_recipe
 from textsiamese.training.crossval import assign_folds, summarize
+from textsiamese.training.recipes import read_stage_data
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 WORDS = ["glacier", "cave", "ice", "river", "city", "king", "song", "war", "moon", "bird", "tree", "ship"]
@@ -149,3 +151,17 @@ def test_agnews_crossval_by_row_evaluates_every_row_once(
         assert result["trained"]["n"] == 3 and result["zero_shot"] is None  # every held-out title is a query
         assert (output / f"fold-{result['fold']}" / "final").is_dir()
     assert "gain" not in report["summary"]["mrr@10"]
+
+
+def test_wikiqa_recipe_trains_on_its_own_wrong_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(RECIPES_DIR.parent)
+    recipe = load_recipe("wikiqa")
+    stage = recipe.stages()[0]
+    train, dev = read_stage_data(stage["data"], recipe.path, int(stage["seed"]))
+    assert isinstance(train, TripletData) and dev is not None
+    whole = read_pairs(stage["data"]["train"], "wikiqa")
+    label = {(q, a): y for q, a, y in zip(whole.sentence1, whole.sentence2, whole.labels or [], strict=True)}
+    assert all(label[(q, p)] == 1 for q, p in zip(train.anchor, train.positive, strict=True))
+    assert all(label[(q, n)] == 0 for q, n in zip(train.anchor, train.negative, strict=True))
+    assert not set(train.anchor) & set(dev.sentence1)  # the dev questions stay out of training
+    assert len(train) > 800
