@@ -140,7 +140,7 @@ def test_calibrate_then_score_writes_probability_and_same(
     assert calibrated.calibration is not None and calibrated.calibration["threshold"] == summary["threshold"]
     assert main(["score", "--pairs", str(dev), "--model", str(model_dir)]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == ["sentence1", "sentence2", "label", "score", "probability", "same"]
+    assert list(rows[0]) == ["sentence1", "sentence2", "label", "score", "probability", "same", "decision"]
     from textsiamese.decisions.calibration import calibrated_scores
 
     expected = calibrated_scores(calibrated, S1, S2)

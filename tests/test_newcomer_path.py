@@ -117,7 +117,7 @@ def test_a_run_directory_loads_wherever_a_model_directory_does(
     run_cli(["calibrate", "--format", "mrpc", "--data", str(mrpc), "--model", str(stsb_run)], capsys)
     assert json.loads((stsb_run / "best" / "config.json").read_text())["calibration"]["method"] == "platt"
     out, _ = run_cli(["score", "--pairs", str(pairs), "--model", str(stsb_run)], capsys)
-    assert out.splitlines()[0] == "sentence1,sentence2,score,probability,same"
+    assert out.splitlines()[0] == "sentence1,sentence2,score,probability,same,decision"
 
     # an index built from the run remembers the model it took; search finds it again without --model
     corpus = write_csv(tmp_path / "docs.csv", ["text"], [["a man is eating"], ["the stock market fell"]])

@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--objective", default="accuracy", choices=["accuracy", "f1"], help="what the threshold maximises"
     )
+    add_target_options(parser)
     parser.add_argument("--metric", default=None, help="similarity metric (default: the model's own)")
     parser.add_argument(
         "--output",
@@ -54,6 +55,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     add_pair_input_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_target_options(parser: argparse.ArgumentParser, resamples: bool = True) -> None:
+    """``--target METRIC=VALUE`` (up to two), ``--unsure LOW,HIGH`` and ``--resamples``."""
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="choose the threshold for a target instead of --objective: precision=0.95 (the loosest "
+        "threshold with dev precision >= 0.95), recall=0.9 or fpr=0.01; reported with a bootstrap 95%% "
+        "interval. Twice (e.g. precision=0.95 and recall=0.95): the two thresholds bound an unsure band",
+    )
+    parser.add_argument(
+        "--unsure",
+        metavar="LOW,HIGH",
+        default=None,
+        help="similarities in [LOW, HIGH) are decided 'unsure' (score writes same / unsure / not)",
+    )
+    if resamples:
+        parser.add_argument(
+            "--resamples", type=int, default=2000, help="bootstrap resamples of the dev pairs (default: 2000)"
+        )
+
+
+def parsed_targets(args: argparse.Namespace) -> tuple[list[tuple[str, float]], tuple[float, float] | None]:
+    from textsiamese.decisions.targets import parse_band, parse_target
+
+    targets = [parse_target(t) for t in args.target]
+    if len(targets) > 2:
+        raise ConfigError("--target: give at most two (their thresholds bound the unsure band)")
+    return targets, parse_band(args.unsure) if args.unsure else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.model} is not a textsiamese model directory; pass --output DIR for the calibrated copy"
         )
+    targets, unsure = parsed_targets(args)
     pairs = read_pair_input(args, args.data, need="label")
     model = load_model(args)
     calibration = calibrate(
@@ -83,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         objective=args.objective,
         batch_size=args.batch_size,
         show_progress=show_progress(args),
+        targets=targets,
+        unsure=unsure,
+        resamples=args.resamples,
     )
     from textsiamese.decisions.calibration import model_scores
 
@@ -97,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
         "n": calibration["n"],
         "model": str(target),
     }
+    for found in calibration.get("targets", []):
+        low, high = found["interval"]
+        summary[found["metric"]] = found["dev"]
+        summary[f"{found['metric']}_interval"] = [round(low, 4), round(high, 4)]
+    if "unsure" in calibration:
+        summary["unsure"] = calibration["unsure"]
     raw = raw_probabilities(scores, calibration["metric"])
     if raw is not None:
         summary["dev_ece_raw"] = expected_calibration_error(raw, pairs.labels)

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enroll.add_argument(
         "--dev", metavar="FILE", help="labelled texts on which to choose the unknown threshold (max accuracy)"
     )
+    from textsiamese.cli.calibrate import add_target_options
+
+    add_target_options(enroll)
     _add_fine_tune_options(enroll)
     _add_text_options(enroll)
     add_model_options(enroll)
@@ -157,7 +160,7 @@ def run_enroll(args: argparse.Namespace) -> int:
     if args.strategy:
         matcher.strategy = args.strategy
     matcher.enroll(labels, corpus.texts)
-    tuned = ""
+    tuned = at_target = ""
     if args.fine_tune:
         from textsiamese.decisions.fewshot import FineTuneConfig
 
@@ -176,12 +179,28 @@ def run_enroll(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         matcher.threshold = args.threshold
     elif dev is not None:
+        from textsiamese.cli.calibrate import parsed_targets
+
         dev_corpus, dev_labels = dev
         assert dev_labels is not None
+        targets, unsure = parsed_targets(args)
         for strategy in STRATEGIES:  # each strategy's own, so classify --strategy finds a fitting one
             if strategy == "head" and matcher.head is None:
                 continue
-            matcher.choose_threshold(dev_corpus.texts, dev_labels, strategy=strategy)
+            if targets or unsure:
+                found = matcher.choose_target_threshold(
+                    dev_corpus.texts, dev_labels, targets, strategy, unsure, args.resamples
+                )
+                if strategy == matcher.strategy:
+                    at_target = "".join(
+                        f"; dev {t['metric']} {t['dev']:.3f} at {t['threshold']:.4g} "
+                        f"({t['level']:.0%} interval {t['interval'][0]:.3f}-{t['interval'][1]:.3f})"
+                        for t in found.get("targets", [])
+                    )
+            else:
+                matcher.choose_threshold(dev_corpus.texts, dev_labels, strategy=strategy)
+    elif args.target or args.unsure:
+        raise ConfigError("--target / --unsure: pass --dev, the labelled texts the threshold is chosen on")
     matcher.save(output)
     counts = {c: matcher.labels.count(c) for c in matcher.classes}
     skipped = f" ({matcher.skipped} already enrolled, skipped)" if matcher.skipped else ""
@@ -196,7 +215,9 @@ def run_enroll(args: argparse.Namespace) -> int:
         f"textsiamese enroll: {count(len(matcher) - before, 'reference')} added{skipped}; {len(matcher)} in "
         f"{count(len(counts), 'class', 'classes')} ({', '.join(f'{c}: {n}' for c, n in counts.items())}){tuned}; "
         f"strategy {matcher.strategy}{chosen}, "
-        f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}",
+        f"threshold {matcher.threshold if matcher.threshold is not None else 'none'}"
+        f"{f', unsure band {matcher.bands[matcher.strategy]}' if matcher.strategy in matcher.bands else ''}"
+        f"{at_target}",
         file=sys.stderr,
     )
     return 0
@@ -224,6 +245,7 @@ def run_classify(args: argparse.Namespace) -> int:
         "classes": len(matcher.classes),
         "references": len(matcher),
         "unknown": sum(p == matcher.unknown_label for p in predictions.labels),
+        "unsure": sum(p == matcher.unsure_label for p in predictions.labels),
         "n": len(corpus),
     }
     if labels is not None:

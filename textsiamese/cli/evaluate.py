@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--folds", type=int, default=5, help="classification without --dev: cross-validation folds"
     )
+    from textsiamese.cli.calibrate import add_target_options
+
+    add_target_options(parser)
     parser.add_argument("--report", metavar="DIR", help="write PNG plots and summary.md to DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_progress_option(parser)
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown task {args.task!r}")
     if args.dev and args.task != "classification":
         raise ConfigError("--dev is used by --task classification only")
+    if (args.target or args.unsure) and args.task != "classification":
+        raise ConfigError("--target / --unsure are used by --task classification only")
     args.progress = show_progress(args)  # the task runners pass it on as a bool
     runner = {
         "sts": _run_sts,
@@ -210,7 +215,38 @@ def _run_classification(args: argparse.Namespace) -> dict[str, Any]:
             raw_probabilities=outcome.raw_probabilities,
             **pca,
         )
-    return dict(outcome.metrics)
+    result = dict(outcome.metrics)
+    if args.target or args.unsure:
+        result.update(_at_targets(args, model, dev, outcome))
+    return result
+
+
+def _at_targets(args: argparse.Namespace, model: Any, dev: Any, outcome: Any) -> dict[str, Any]:
+    """Thresholds for ``--target`` chosen on ``--dev`` (with their bootstrap intervals there), and what each
+    gives on ``--data``; with an unsure band, the share of ``--data`` pairs decided unsure."""
+    from textsiamese.cli.calibrate import parsed_targets
+    from textsiamese.decisions.calibration import model_scores
+    from textsiamese.decisions.targets import UNSURE, decision_labels, evaluate_at, fit_targets
+
+    if dev is None:
+        raise ConfigError("--target / --unsure: pass --dev, the labelled pairs the threshold is chosen on")
+    targets, unsure = parsed_targets(args)
+    dev_scores = model_scores(model, dev.sentence1, dev.sentence2, outcome.metric, args.batch_size)
+    chosen = fit_targets(dev_scores, dev.labels, targets, outcome.metric, unsure, args.resamples)
+    out: dict[str, Any] = {}
+    for found in chosen.get("targets", []):  # type: ignore[attr-defined]
+        on_data = evaluate_at(outcome.scores, outcome.labels, found["threshold"], outcome.metric)
+        name = f"{found['metric']}={found['target']}"
+        out[f"{name} threshold"] = found["threshold"]
+        out[f"{name} dev"] = found["dev"]
+        out[f"{name} dev_interval"] = [round(v, 4) for v in found["interval"]]
+        for metric, value in on_data.items():
+            out[f"{name} data_{metric}"] = value
+    if "unsure" in chosen:
+        words = decision_labels(outcome.scores, 0.0, outcome.metric, chosen["unsure"])  # type: ignore[arg-type]
+        out["unsure"] = chosen["unsure"]
+        out["unsure_rate"] = sum(w == UNSURE for w in words) / len(words)
+    return out
 
 
 def _run_retrieval(args: argparse.Namespace) -> dict[str, Any]:

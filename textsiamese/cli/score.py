@@ -1,7 +1,8 @@
 """``textsiamese score``: a similarity per sentence pair, written with the input's own columns kept.
 
 A calibrated model (``textsiamese calibrate``, or one trained with the logistic loss) also writes
-``probability`` (that the pair is "same") and ``same`` (1 or 0, the decision at its threshold). Generic
+``probability`` (that the pair is "same"), ``same`` (1 or 0, the decision at its threshold) and ``decision``
+(``same`` / ``not``, or ``unsure`` inside the calibration's unsure band). Generic
 CSV / TSV / JSONL input, from a file or stdin, is read, scored and written in chunks of ``--chunk-size``
 pairs, so a million pairs run in bounded memory. An ``--output`` file appears only when every row scored;
 on stdout, the rows of earlier chunks are already written when a row of a later chunk is refused (the
@@ -111,7 +112,7 @@ TOKEN_COLUMNS = ["sentence1_tokens", "sentence2_tokens", "truncated"]
 
 
 def _output_names(columns: list[str], calibrated: bool, report: bool = False) -> list[str]:
-    wanted = ["score", "probability", "same"] if calibrated else ["score"]
+    wanted = ["score", "probability", "same", "decision"] if calibrated else ["score"]
     wanted += TOKEN_COLUMNS if report else []
     names = []
     for name in wanted:
@@ -126,7 +127,7 @@ def _output_names(columns: list[str], calibrated: bool, report: bool = False) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from textsiamese.decisions.calibration import decisions, metric_of, probabilities
+    from textsiamese.decisions.calibration import decision_words, decisions, metric_of, probabilities
 
     if args.pairs == "-" and args.format == "auto":
         args.format = "csv"
@@ -175,8 +176,9 @@ def run(args: argparse.Namespace) -> int:
                     assert calibration is not None
                     probs = probabilities(calibration, scores)
                     same = decisions(calibration, scores)
-                    for row, s, p, d in zip(rows, scores, probs, same, strict=True):
-                        row += [round(float(s), 6), round(float(p), 6), int(d)]
+                    words = decision_words(calibration, scores)
+                    for row, s, p, d, w in zip(rows, scores, probs, same, words, strict=True):
+                        row += [round(float(s), 6), round(float(p), 6), int(d), w]
                 else:
                     for row, s in zip(rows, scores, strict=True):
                         row.append(round(float(s), 6))

@@ -22,7 +22,9 @@ similarity ``textsiamese score`` writes: cosine or dot, larger is closer; or a d
 
 Optional keys in every form: ``threshold`` (the decision on ``score``: same when ``score >= threshold`` for a
 similarity, ``score <= threshold`` for a distance; when absent, same when ``p >= 0.5``), ``objective`` (what
-the threshold maximised on dev: ``accuracy`` or ``f1``), ``n`` (dev pairs), ``fitted_on`` (a file name).
+the threshold maximised on dev: ``accuracy``, ``f1``, or a target such as ``precision=0.95``), ``targets``
+(per target: its threshold, dev value and bootstrap interval), ``unsure`` (``[low, high]``: between them the
+decision is "unsure"), ``n`` (dev pairs), ``fitted_on`` (a file name).
 
 >>> cal = fit_calibration([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0])        # doctest: +SKIP
 >>> probabilities(cal, [0.85, 0.1])                                    # doctest: +SKIP
@@ -112,6 +114,14 @@ def check_calibration(calibration: Mapping[str, Any]) -> dict[str, Any]:
     threshold = cal.get("threshold")
     if threshold is not None and (not isinstance(threshold, int | float) or not math.isfinite(threshold)):
         raise ModelError("calibration threshold must be a finite number")
+    band = cal.get("unsure")
+    if band is not None and (
+        not isinstance(band, list | tuple)
+        or len(band) != 2
+        or not all(isinstance(v, int | float) and math.isfinite(v) for v in band)
+        or band[0] > band[1]
+    ):
+        raise ModelError("calibration 'unsure' must be [low, high], two finite numbers with low <= high")
     return cal
 
 
@@ -277,8 +287,15 @@ def calibrate(
     objective: str = "accuracy",
     batch_size: int | None = None,
     show_progress: bool = False,
+    targets: Sequence[tuple[str, float]] = (),
+    unsure: tuple[float, float] | None = None,
+    resamples: int = 2000,
 ) -> dict[str, Any]:
     """Fit a calibration on labelled dev ``pairs`` and store it in ``model.calibration`` (saved with the model).
+
+    ``targets`` (e.g. ``[("precision", 0.95)]``, at most two) replace the ``objective`` threshold by the one
+    meeting the target on these pairs, with its bootstrap interval; two targets, or ``unsure=(low, high)``,
+    add an unsure band (see ``textsiamese.decisions.targets.fit_targets``).
 
     >>> cal = calibrate(model, read_pairs("dev.tsv", need="label"))      # doctest: +SKIP
     >>> model.save("runs/calibrated")                                     # doctest: +SKIP
@@ -293,6 +310,10 @@ def calibrate(
         calibration = fit_calibration(scores, pairs.labels, method=method, metric=metric, objective=objective)
     except InputError as error:
         raise InputError(pairs.source, error.reason) from None
+    if targets or unsure is not None:
+        from textsiamese.decisions.targets import fit_targets
+
+        calibration.update(fit_targets(scores, pairs.labels, targets, metric, unsure, resamples))
     calibration["fitted_on"] = pairs.source
     model.calibration = calibration
     return calibration
@@ -305,7 +326,8 @@ def calibrated_scores(
     batch_size: int | None = None,
     show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """``score`` for each pair and, when the model is calibrated, ``probability`` and ``same`` (bool).
+    """``score`` for each pair and, when the model is calibrated, ``probability``, ``same`` (bool) and
+    ``decision`` (``same`` / ``unsure`` / ``not``).
 
     This is what ``textsiamese score`` writes per row.
     """
@@ -314,7 +336,17 @@ def calibrated_scores(
     if model.calibration:
         result["probability"] = probabilities(model.calibration, scores)
         result["same"] = decisions(model.calibration, scores)
+        result["decision"] = np.asarray(decision_words(model.calibration, scores))
     return result
+
+
+def decision_words(calibration: Mapping[str, Any], scores: ArrayLike) -> list[str]:
+    """``same`` / ``not`` at the decision threshold, or ``same`` / ``unsure`` / ``not`` when the calibration
+    has an ``unsure`` band."""
+    from textsiamese.decisions.targets import decision_labels
+
+    cal = check_calibration(calibration)
+    return decision_labels(scores, decision_threshold(cal), metric_of(cal), cal.get("unsure"))
 
 
 def raw_probabilities(scores: ArrayLike, metric: str = "cosine") -> np.ndarray | None:
@@ -370,6 +402,7 @@ __all__ = [
     "choose_threshold",
     "closeness",
     "decision_threshold",
+    "decision_words",
     "decisions",
     "expected_calibration_error",
     "fit_calibration",

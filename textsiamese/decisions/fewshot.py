@@ -52,7 +52,7 @@ class FineTuneConfig:
     epochs: int = 10
     pairs_per_reference: int | None = None
     batch_size: int = 32
-    learning_rate: float = 2e-5
+    learning_rate: float = 5e-5
     warmup: float = 0.1
     margin: float = 0.5
     seed: int = 0

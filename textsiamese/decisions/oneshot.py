@@ -100,6 +100,9 @@ class OneShotClassifier:
         self.tuned_classes: list[str] = []
         self.tuning: dict[str, Any] = {}
         self.head: Head | None = None
+        # Per strategy, an optional unsure band (low, high): below low unknown, from high the class.
+        self.bands: dict[str, tuple[float, float]] = {}
+        self.unsure_label = "unsure"
 
     @property
     def threshold(self) -> float | None:
@@ -142,6 +145,8 @@ class OneShotClassifier:
             raise ConfigError("class labels must not be empty")
         if self.unknown_label in clean:
             raise ConfigError(f"{self.unknown_label!r} is reserved for texts that match no class")
+        if self.unsure_label in clean:
+            raise ConfigError(f"{self.unsure_label!r} is reserved for texts inside the unsure band")
         seen = set(zip(self.labels, self.texts, strict=True))
         fresh: list[tuple[str, str]] = []
         for pair in zip(clean, texts, strict=True):
@@ -191,7 +196,7 @@ class OneShotClassifier:
         self.tuned_classes = self.classes
         self.tuning = {**(config or FineTuneConfig()).to_dict(), "select": select}
         self.strategy = select
-        self.thresholds = {}
+        self.thresholds, self.bands = {}, {}
         return report
 
     def _class_vectors(self, strategy: str) -> tuple[list[str], np.ndarray]:
@@ -257,7 +262,46 @@ class OneShotClassifier:
             label if limit is None or value >= limit else self.unknown_label
             for label, value in zip(nearest, similarity, strict=True)
         ]
+        band = self.bands.get(strategy or self.strategy) if threshold is None else None
+        if band is not None:  # below the band: unknown; inside it: unsure; from its top: the class
+            answers = [
+                label if value >= band[1] else self.unsure_label if value >= band[0] else self.unknown_label
+                for label, value in zip(nearest, similarity, strict=True)
+            ]
         return Predictions(answers, nearest, similarity.astype(np.float64))
+
+    def choose_target_threshold(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        targets: Sequence[tuple[str, float]],
+        strategy: str | None = None,
+        unsure: tuple[float, float] | None = None,
+        resamples: int = 2000,
+    ) -> dict[str, Any]:
+        """Set the threshold of ``strategy`` for a target on labelled dev texts: ``precision=0.95`` keeps
+        the most answers of which 95 % are right (an answer is right when its class is the text's; texts
+        of classes not enrolled are wrong whenever answered), ``fpr=0.05`` answers at most 5 % of the texts
+        it would get wrong. Two targets (or ``unsure``) give a band: below it unknown, inside it unsure.
+        Returns the fitted keys (``textsiamese.decisions.targets.fit_targets``) with bootstrap intervals."""
+        from textsiamese.decisions.targets import fit_targets
+
+        strategy = strategy or self.strategy
+        predictions = self.classify(texts, strategy, threshold=float("-inf"))
+        right = np.array([n == str(y) for n, y in zip(predictions.nearest, labels, strict=True)])
+        if right.all() or not right.any():
+            raise ConfigError("a target threshold needs dev texts answered both rightly and wrongly")
+        chosen = fit_targets(
+            predictions.similarities, right.astype(int), targets, self.metric, unsure, resamples
+        )
+        band = chosen.get("unsure")
+        if band is not None:
+            self.bands[strategy] = (float(band[0]), float(band[1]))  # type: ignore[index]
+            self.thresholds[strategy] = float(band[0])  # type: ignore[index]
+        else:
+            self.bands.pop(strategy, None)
+            self.thresholds[strategy] = float(chosen["threshold"])  # type: ignore[arg-type]
+        return chosen
 
     def choose_threshold(
         self, texts: Sequence[str], labels: Sequence[str], strategy: str | None = None
@@ -313,6 +357,8 @@ class OneShotClassifier:
         }
         if self.head is not None:
             meta["head"] = self.head.to_dict()
+        if self.bands:
+            meta["unsure"] = {k: list(v) for k, v in self.bands.items()}
         if self.base_model is not None:
             meta.update(
                 tower=TOWER_DIR,
@@ -378,6 +424,8 @@ class OneShotClassifier:
         matcher.metric = get_distance(meta.get("metric", model.similarity_metric)).name
         matcher.labels, matcher.texts = labels, texts
         matcher.embeddings = vectors.astype(np.float32)
+        if isinstance(meta.get("unsure"), dict):
+            matcher.bands = {str(k): (float(v[0]), float(v[1])) for k, v in meta["unsure"].items()}
         if isinstance(meta.get("head"), dict):
             matcher.head = Head.from_dict(meta["head"])
         if base is not None:
