@@ -8,7 +8,8 @@ text is classified by:
 * ``tuned_centroid`` / ``tuned_head``: ``textsiamese.decisions.fewshot.fine_tune`` on the references, then the
   class centroid, or a logistic head fitted on the reference embeddings (C by cross-validation over them);
 * ``setfit``: PyPI ``setfit`` with the same base model (all-MiniLM-L6-v2), references and seed, its default
-  ``TrainingArguments`` (``report_to="none"`` only, so no logger is written).
+  ``TrainingArguments`` (only ``report_to="none"`` and ``output_dir`` in a temporary folder, so nothing is
+  written into the checkout).
 
 ``--split dev`` replaces the test part by 400 other pool texts and draws references with seeds 100+: the
 selection data on which fine-tuning settings are chosen (never the test part). ``--tune '{"epochs": 5}'``
@@ -27,8 +28,10 @@ import argparse
 import csv
 import json
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,14 +94,16 @@ def run_setfit(
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(str(textsiamese.default_model_path()))
+    scratch = tempfile.mkdtemp(prefix="setfit-")  # its checkpoints, never in the checkout
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(seed=seed, report_to="none"),
+        args=TrainingArguments(seed=seed, report_to="none", output_dir=scratch),
         train_dataset=Dataset.from_dict({"text": texts, "label": labels.tolist()}),
     )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    shutil.rmtree(scratch, ignore_errors=True)
     return np.asarray(model.predict(test_texts, batch_size=64)), seconds
 
 

@@ -161,3 +161,16 @@ def test_cli_enroll_fine_tune_then_add_a_class(
     assert main(["classify", "--references", str(out), "--texts", str(texts_file), "--json", *model]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["strategy"] == "centroid" and summary["classes"] == 3
+
+
+def test_holdout_selection_needs_something_to_hold_out(minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from textsiamese.decisions.fewshot import choose_by_holdout
+
+    model = _tiny_model(minilm_tokenizer)
+    # One reference per class: nothing can be held out, so the centroid, without a training run.
+    config = FineTuneConfig(epochs=1, batch_size=8, max_steps=0)
+    assert choose_by_holdout(model, ["a", "b"], ["a dog", "a song"], config) == "centroid"
+    labels, texts = _refs()
+    matcher = OneShotClassifier(model).enroll(labels, texts)
+    matcher.fine_tune(FineTuneConfig(epochs=1, batch_size=8, precision="fp32"), select="holdout")
+    assert matcher.tuning["select"] == matcher.strategy and matcher.strategy in ("centroid", "head")
