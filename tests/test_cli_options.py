@@ -187,6 +187,12 @@ def test_the_choices_the_parsers_repeat_match_the_library() -> None:
     assert common.INDEX_METRICS == kinds.METRICS
     assert common.LONG_TEXT_MODES == long_text.MODES
     assert common.CHUNK_POOLINGS == long_text.CHUNK_POOLINGS
+    from textsiamese.cli import enroll
+    from textsiamese.decisions import fewshot
+
+    assert enroll.FINE_TUNE_LOSSES == fewshot.LOSSES
+    tuned = fewshot.FineTuneConfig()
+    assert {name: getattr(tuned, name) for name in enroll.FINE_TUNE_DEFAULTS} == enroll.FINE_TUNE_DEFAULTS
 
 
 def test_counts_are_in_words() -> None:

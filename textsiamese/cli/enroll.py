@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from textsiamese.cli.common import (
     add_errors_option,
@@ -91,10 +92,14 @@ def _add_match_options(parser: argparse.ArgumentParser, *, strategy: str, thresh
     )
 
 
-def _add_fine_tune_options(parser: argparse.ArgumentParser) -> None:
-    from textsiamese.decisions.fewshot import LOSSES, FineTuneConfig
+# Repeated from decisions.fewshot (LOSSES, FineTuneConfig's defaults) so that building the parser imports no
+# torch; tests/test_cli_options.py checks they still match the library.
+FINE_TUNE_LOSSES = ("contrastive", "cosine", "mnrl")
+FINE_TUNE_DEFAULTS: dict[str, Any] = {"loss": "contrastive", "epochs": 10, "learning_rate": 5e-5}
 
-    default = FineTuneConfig()
+
+def _add_fine_tune_options(parser: argparse.ArgumentParser) -> None:
+    default = argparse.Namespace(**FINE_TUNE_DEFAULTS)
     group = parser.add_argument_group("fine-tuning (--fine-tune)")
     group.add_argument(
         "--fine-tune",
@@ -102,7 +107,9 @@ def _add_fine_tune_options(parser: argparse.ArgumentParser) -> None:
         help="fine-tune the tower on pairs of all enrolled references (saved in DIR/tower), then pick the "
         "centroid or a logistic head (see --select)",
     )
-    group.add_argument("--loss", choices=LOSSES, default=default.loss, help="(default: %(default)s)")
+    group.add_argument(
+        "--loss", choices=FINE_TUNE_LOSSES, default=default.loss, help="(default: %(default)s)"
+    )
     group.add_argument("--epochs", type=int, default=default.epochs, help="(default: %(default)s)")
     group.add_argument(
         "--learning-rate", type=float, default=default.learning_rate, help="(default: %(default)s)"

@@ -178,7 +178,7 @@ class ShardSet:
         npy = self.directory / record["vectors"]["name"]
         if not npy.is_file() or npy.stat().st_size != record["vectors"]["bytes"]:
             raise InputError(npy, "missing or torn (size differs from its record)")
-        vectors = np.load(npy, mmap_mode="r")
+        vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
         if record["model_fingerprint"] != self.fingerprint or vectors.shape != (
             entry["count"],
             self.dimension,
