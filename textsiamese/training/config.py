@@ -42,6 +42,8 @@ class TrainConfig:
     patience: int | None = None  # evaluations without improvement before stopping early
     checkpoint_every: int | None = None  # steps between checkpoints (default: at each evaluation)
     log_every: int = 10
+    average_from: float | None = None  # average the weights from this fraction of the run (SWA) on
+    average_every: int | None = None  # steps between averaged snapshots (default: eval_every, else an epoch)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -50,7 +52,14 @@ class TrainConfig:
         for name in ("batch_size", "grad_accumulation", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name} must be at least 1")
-        for name in ("max_steps", "eval_every", "checkpoint_every", "cache_batch_size", "warmup_steps"):
+        for name in (
+            "max_steps",
+            "eval_every",
+            "checkpoint_every",
+            "cache_batch_size",
+            "warmup_steps",
+            "average_every",
+        ):
             value = getattr(self, name)
             if value is not None and int(value) < (0 if name == "warmup_steps" else 1):
                 raise ConfigError(f"train.{name} must be a positive whole number, got {value!r}")
@@ -58,6 +67,10 @@ class TrainConfig:
             raise ConfigError("train.epochs must be > 0 (or set train.max_steps)")
         if not self.lr > 0:
             raise ConfigError("train.lr must be > 0")
+        if self.average_from is not None and not 0 <= float(self.average_from) < 1:
+            raise ConfigError(
+                "train.average_from must be in [0, 1): the fraction of the run before averaging"
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("train.warmup_ratio must be in [0, 1)")
 
@@ -69,7 +82,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown train option(s) {unknown}; known: {', '.join(sorted(known))}")
         values = dict(values)
-        for name in ("epochs", "lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
+        for name in ("epochs", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "average_from"):
             if isinstance(values.get(name), str):  # YAML 1.1 reads 2e-5 (no dot) as a string
                 try:
                     values[name] = float(values[name])

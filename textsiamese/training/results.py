@@ -32,6 +32,8 @@ class TrainResult:
     examples_per_second: float = 0.0
     signal: str | None = None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    averaged_steps: list[int] | None = None  # the steps whose weights ``final`` averages (average_from)
+    unaveraged: dict[str, Any] | None = None  # the last step's own dev metrics when ``final`` is the average
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain data (``results.json`` and the run log's last record)."""

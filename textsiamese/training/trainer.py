@@ -33,6 +33,7 @@ from textsiamese.data import PairData, TripletData
 from textsiamese.losses import SiameseLoss
 from textsiamese.model import SiameseModel
 from textsiamese.training import distributed as ddp
+from textsiamese.training.averaging import averaging_for
 from textsiamese.training.batches import BatchPlan, TrainSet, labels_checked, prepare_train_set
 from textsiamese.training.batches import build_train_set as build_train_set
 from textsiamese.training.batches import check_train_labels as check_train_labels
@@ -162,6 +163,8 @@ class Trainer:
         )
         # Position: optimizer steps done, and the next batch to read (epoch, index in that epoch's plan).
         self.step = 0
+        default_every = cfg.eval_every or self.batches_per_epoch
+        self.averaging = averaging_for(cfg.average_from, cfg.average_every, self.total_steps, default_every)
         self.tracker = DevTracker(cfg.metric, cfg.greater_is_better, cfg.patience)
         self.signals = StopSignals(announce=self.is_main)
         self.run_log = RunLog(self.output, self.is_main)
@@ -263,6 +266,8 @@ class Trainer:
             self._optimizer_step(step_loss)
             self.step += 1
             self._positions[self.step] = (self.epoch, self.batch_index)
+            if self.averaging is not None and self.averaging.due(self.step):
+                self.averaging.add(self.model.towers, self.step)
             self._throughput.window_steps += 1
             progress.update(1)
             stopped = self._check_point(progress)
@@ -315,8 +320,9 @@ class Trainer:
         window.restart_window()
 
     def _finish(self, stopped: str) -> TrainResult:
-        """After the loop: unless interrupted, the final evaluation, checkpoint and model; then the result."""
-        final = None
+        """After the loop: unless interrupted, the final evaluation, checkpoint and model (the weight average
+        when ``average_from`` is set, evaluated again); then the result."""
+        final = unaveraged = None
         if stopped != "interrupted":
             if self.evaluator is not None:
                 final = self.tracker.last_at(self.step)
@@ -324,6 +330,7 @@ class Trainer:
                     self._evaluate_and_track()
                     final = self.tracker.evaluations[-1]["metrics"]
             self.save_checkpoint()
+            unaveraged, final = final, self._apply_average(final)
             if self.is_main:
                 self.model.save(self.output / "final")
         seconds = self._seconds_before + time.perf_counter() - self._started
@@ -342,6 +349,8 @@ class Trainer:
             ),
             signal=self.signals.name,
             evaluations=list(self.evaluations),
+            averaged_steps=list(self.averaging.steps) if self.averaging is not None else None,
+            unaveraged=unaveraged if self.averaging is not None else None,
         )
         summary = {k: v for k, v in result.to_dict().items() if k != "evaluations"}
         self.run_log.write({"step": self.step, "result": summary})
@@ -350,6 +359,20 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ evaluation and checkpoints
+
+    def _apply_average(self, final: dict[str, Any] | None) -> dict[str, Any] | None:
+        """With weight averaging on, put the mean into the model and return its dev metrics (logged as
+        ``averaged``); otherwise ``final`` unchanged. The checkpoint keeps the last step's own weights."""
+        if self.averaging is None:
+            return final
+        if self.averaging.steps[-1:] != [self.step]:  # an early stop: the last step joins the mean
+            self.averaging.add(self.model.towers, self.step)
+        self.averaging.apply(self.model.towers)
+        if self.evaluator is None:
+            return final
+        metrics = self._evaluate()
+        self.run_log.write({"step": self.step, "averaged": metrics, "averaged_steps": self.averaging.steps})
+        return metrics
 
     def _evaluate(self) -> dict[str, Any]:
         """Run the evaluator on the main process and share its result with the others."""
@@ -390,6 +413,7 @@ class Trainer:
             "loss": self.loss_fn.state_dict(),
             **rng_state(self.device),
             **self.tracker.state_dict(),
+            **(self.averaging.state_dict() if self.averaging is not None else {}),
             "config": json.dumps(self.config.to_dict()),
             "seconds": self._seconds_before + time.perf_counter() - self._started,
         }
@@ -400,6 +424,8 @@ class Trainer:
         restore_training(source, state, self.model, self.optimizer, self.scheduler, self.loss_fn, self.device)
         self.step, self.epoch, self.batch_index = state["step"], state["epoch"], state["batch_index"]
         self.tracker.load_state_dict(state)
+        if self.averaging is not None:
+            self.averaging.load_state_dict(state)
         self._seconds_before = float(state.get("seconds", 0.0))
         restore_rng(state, self.device)
         if self.is_main:
