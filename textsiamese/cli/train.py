@@ -97,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in last.to_dict().items() if k != "evaluations"}, default=str))
     else:
-        for key in ("output", "steps", "stopped", "seconds", "best_step", "best", "final", "baseline"):
-            print(f"{key:>12}  {getattr(last, key)}")
+        keys = ["output", "steps", "stopped", "seconds", "best_step", "best", "final", "baseline"]
+        if last.averaged_steps is not None:  # final is the weight average; show what it averaged and beat
+            keys[7:7] = ["averaged_steps", "unaveraged"]
+        for key in keys:
+            print(f"{key:>14}  {getattr(last, key)}")
     if last.stopped == "interrupted":
         print(f"interrupted: checkpoint saved in {last.output}/checkpoint; continue with --resume")
         return 128 + int(signal.Signals[last.signal or "SIGINT"])
