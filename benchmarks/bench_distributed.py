@@ -1,7 +1,7 @@
 """Encode throughput past one process: ``textsiamese encode`` against ``encode --engine ray`` (1 and 2 workers).
 
 Usage: python benchmarks/bench_distributed.py [--sizes 10000,30000] [--configs single,single-1t,ray-1,ray-2]
-       [--out benchmarks/results/distributed.json]
+       [--layers N] [--out benchmarks/results/distributed.json]
 
 The corpus is synthetic from the shared data: the sentences of STS-B train, SICK and MRPC and the AG News
 titles (short texts, 10-20 tokens), cycled to each size and written as one ``.txt`` file (outside the
@@ -12,6 +12,12 @@ in turn and configurations interleaved within a size so that machine load hits t
 - ``single-1t``: the same with ``--threads 1`` (on an oversubscribed machine 1 thread can beat 2);
 - ``ray-1``: ``encode --engine ray --workers 1`` (a local Ray, one actor with all the CPUs);
 - ``ray-2``: ``encode --engine ray --workers 2`` (two actors sharing the CPUs out, 1 thread each on 2 cores).
+
+``--layers N`` encodes with a copy of the default model cut to its first N transformer layers (built in the
+temporary folder, same tokenizer and pooling). It is for the largest sizes: the full six-layer model would
+need most of an hour per configuration at 1M texts on 2 cores, and what a size shows is how the engine
+scales (time per text flat, memory bounded), which a cheaper encoder shows sooner. The figures say which
+model ran.
 
 Each run's wall time includes start-up (imports, model load, Ray and its actors), as a user waits for it;
 texts/s is size / wall and time per text its inverse, so that flat time per text across sizes shows the
@@ -117,8 +123,24 @@ class PeakRSS:
         self._thread.join()
 
 
-def run_one(config: str, corpus: Path, work: Path, size: int) -> dict[str, Any]:
+def cut_model(layers: int, directory: Path) -> Path:
+    """A copy of the default model with only its first ``layers`` transformer layers, saved to ``directory``
+    as a plain transformers directory (mean pooling, as the default)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from textsiamese.model.loading import default_model_path
+
+    source = default_model_path()
+    encoder = AutoModel.from_pretrained(str(source), num_hidden_layers=layers)
+    encoder.save_pretrained(str(directory))
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(directory))
+    return directory
+
+
+def run_one(config: str, corpus: Path, work: Path, size: int, model: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, "-m", "textsiamese", "encode", "--input", str(corpus), "--no-progress"]
+    if model is not None:
+        command += ["--model", str(model)]
     if config.startswith("single"):
         command += ["--output", str(work / f"{config}-{size}.npy")]
         if config == "single-1t":
@@ -174,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,30000")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--layers", type=int, default=None, help="encode with the first N layers only")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distributed.json"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -183,16 +206,19 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "pool_sentences": len(pool),
+        "model": "all-MiniLM-L6-v2"
+        + (f", cut to its first {args.layers} of 6 layers" if args.layers else " (the default, 6 layers)"),
         "runs": [],
     }
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp:
         work = Path(tmp)
+        model = cut_model(args.layers, work / "model") if args.layers else None
         for size in sizes:
             corpus = work / f"corpus-{size}.txt"
             write_corpus(corpus, size, pool)
             for config in configs:
-                run = run_one(config, corpus, work, size)
+                run = run_one(config, corpus, work, size, model)
                 print(json.dumps(run), flush=True)
                 results["runs"].append(run)
                 out.write_text(

@@ -189,6 +189,25 @@ def test_input_error_crosses_processes_whole() -> None:
     assert str(error) == "news.csv, line 3, column 'title': text is empty" and error.line == 3
 
 
+LOCAL_NICENESS = """
+import os, ray
+from textsiamese.distributed.runtime import connect
+assert connect(None, num_cpus=1)
+print(ray.get(ray.remote(lambda: os.nice(0)).remote()))
+ray.shutdown()
+"""
+
+
+def test_a_local_ray_runs_its_workers_at_the_callers_priority() -> None:
+    # Ray's default worker niceness (15) starves the encode actors beside any other busy process.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_worker_niceness"}
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_NICENESS], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(os.nice(0))
+
+
 def test_missing_ray_is_one_line_naming_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the package
     with pytest.raises(ConfigError, match=r'pip install "textsiamese\[ray\]"'):
