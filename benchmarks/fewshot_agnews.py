@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 import textsiamese
-from textsiamese.decisions.fewshot import FineTuneConfig, fine_tune, fit_head
+from textsiamese.decisions.fewshot import HEAD_CS, FineTuneConfig, fine_tune, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "agnews" / "agnews-title-description-train.csv"
@@ -214,6 +214,15 @@ def main() -> None:
                 )
                 run["tuned_seconds"] = round(report.seconds + time.perf_counter() - start, 1)
                 run["tuned_head_c"] = head.c
+                run["tuned_head_by_c"] = {  # each C of the grid fixed, fitted on all the references
+                    str(c): float(
+                        np.mean(
+                            np.asarray(fixed.classes)[fixed.probabilities(vectors).argmax(axis=1)] == gold
+                        )
+                    )
+                    for c in HEAD_CS
+                    for fixed in [fit_head(ref_labels.tolist(), refs, cs=(c,), seed=seed)]
+                }
                 run["tuned_losses"] = [round(v, 4) for v in report.epoch_losses]
             if "setfit" in methods:
                 predicted, seconds = run_setfit(ref_texts, ref_labels, eval_texts, seed)
