@@ -36,9 +36,14 @@ if TYPE_CHECKING:
 
 
 def run_recipe(recipe: Recipe, output: str | Path | None = None, resume: bool = False) -> list[TrainResult]:
-    """Run every stage of ``recipe``; returns one ``TrainResult`` per stage (skipped stages excluded)."""
-    stages = recipe.stages()
+    """Run every stage of ``recipe``; returns one ``TrainResult`` per stage (skipped stages excluded). A
+    recipe with a ``soup`` runs once per seed and averages the members (``training.soup``)."""
     root = Path(output or recipe.settings.get("output") or Path("runs") / recipe.name)
+    if recipe.settings.get("soup"):
+        from textsiamese.training.soup import run_soup
+
+        return run_soup(recipe, root, resume)
+    stages = recipe.stages()
     model: SiameseModel | None = None
     results: list[TrainResult] = []
     for i, stage in enumerate(stages):

@@ -33,11 +33,13 @@ one stage:
     eval: {task: sts, batch_size: null}                      # batch_size null: encode's device default; sts | pair_classification | retrieval | reranking
     train: {epochs: 4, batch_size: 16, lr: 2.0e-5, eval_every: 180, metric: spearman}   # TrainConfig
     stages: null               # or a list of {name, data, loss, eval, train} run in turn on one model
+    soup: null                 # or [42, 1, 7]: the recipe once per seed, final/ the mean of their weights
 
 Relative paths are looked up from the current directory, then from the recipe's repository root (the
 folder above ``recipes/``). Stages other than the last write to ``OUTPUT/stage-<i>-<name>/``; the last
 (or only) stage writes to ``OUTPUT`` itself: ``final/``, ``best/``, ``checkpoint/``, ``metrics.jsonl``,
-``results.json``, ``recipe.yaml`` (the recipe as run).
+``results.json``, ``recipe.yaml`` (the recipe as run). A soup writes each seed's run to ``OUTPUT/seed-S/``
+and the averaged model to ``OUTPUT/final/`` (``training.soup``).
 
 This module reads a recipe (``load_recipe``: the file, ``--set`` overrides, stages, validation);
 ``recipe_run.py`` runs one (``run_recipe``: each stage's model, data, loss, options and evaluator).
@@ -68,9 +70,22 @@ from textsiamese.training.recipe_run import run_recipe as run_recipe
 from textsiamese.training.recipe_run import split_pairs as split_pairs
 from textsiamese.training.recipe_run import train_options
 from textsiamese.training.results import TrainResult as TrainResult
+from textsiamese.training.soup import check_soup
 from textsiamese.training.trainer import Trainer as Trainer
 
-SECTIONS = ("name", "description", "seed", "output", "model", "data", "loss", "eval", "train", "stages")
+SECTIONS = (
+    "name",
+    "description",
+    "seed",
+    "output",
+    "model",
+    "data",
+    "loss",
+    "eval",
+    "train",
+    "stages",
+    "soup",
+)
 MODEL_KEYS = ("base", "towers", "normalize", "prompts", "tower")
 DATA_KEYS = (
     "train",
@@ -111,6 +126,7 @@ DEFAULTS: dict[str, Any] = {
     "eval": {"task": None, "batch_size": None},
     "train": {},
     "stages": None,
+    "soup": None,
 }
 
 
@@ -178,6 +194,7 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
         else:
             _set(settings, keys, value)
     recipe = Recipe(path, settings)
+    check_soup(recipe.settings.get("soup"))
     for stage in recipe.stages():
         _validate(stage, path)
     return recipe
