@@ -55,6 +55,12 @@ class WeightAverage:
             if name in self.mean:
                 value.copy_(self.mean[name].to(value.device, value.dtype))
 
+    def finish(self, module: torch.nn.Module, step: int) -> None:
+        """At the end of a run: the last step joins the mean (an early stop ends off the snapshot grid), and
+        the mean goes into ``module``."""
+        self.add(module, step)
+        self.apply(module)
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the mean, how many snapshots it holds, and their steps."""
         return {"average_count": self.count, "average_steps": list(self.steps), "average": dict(self.mean)}

@@ -365,9 +365,7 @@ class Trainer:
         ``averaged``); otherwise ``final`` unchanged. The checkpoint keeps the last step's own weights."""
         if self.averaging is None:
             return final
-        if self.averaging.steps[-1:] != [self.step]:  # an early stop: the last step joins the mean
-            self.averaging.add(self.model.towers, self.step)
-        self.averaging.apply(self.model.towers)
+        self.averaging.finish(self.model.towers, self.step)
         if self.evaluator is None:
             return final
         metrics = self._evaluate()
