@@ -6,7 +6,7 @@ text is classified by:
 
 * ``reference`` / ``centroid``: the untouched default model (``OneShotClassifier``, no training);
 * ``tuned_centroid`` / ``tuned_head``: ``textsiamese.decisions.fewshot.fine_tune`` on the references, then the
-  class centroid, or a logistic head fitted on the reference embeddings (C by cross-validation over them);
+  class centroid, or a logistic head fitted on the reference embeddings (C fixed at ``TUNED_HEAD_C``, chosen on the dev split);
 * ``setfit``: PyPI ``setfit`` with the same base model (all-MiniLM-L6-v2), references and seed, its default
   ``TrainingArguments`` (only ``report_to="none"`` and ``output_dir`` in a temporary folder, so nothing is
   written into the checkout).
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 import textsiamese
-from textsiamese.decisions.fewshot import HEAD_CS, FineTuneConfig, fine_tune, fit_head
+from textsiamese.decisions.fewshot import HEAD_CS, TUNED_HEAD_C, FineTuneConfig, fine_tune, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "agnews" / "agnews-title-description-train.csv"
@@ -208,7 +208,7 @@ def main() -> None:
                 refs, vectors = encode(tuned, ref_texts), encode(tuned, eval_texts)
                 run["tuned_centroid"] = centroid_accuracy(refs, ref_labels, vectors, gold)
                 start = time.perf_counter()
-                head = fit_head(ref_labels.tolist(), refs, seed=seed)
+                head = fit_head(ref_labels.tolist(), refs, cs=(TUNED_HEAD_C,), seed=seed)
                 run["tuned_head"] = float(
                     np.mean(np.asarray(head.classes)[head.probabilities(vectors).argmax(axis=1)] == gold)
                 )

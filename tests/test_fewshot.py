@@ -12,7 +12,7 @@ import torch
 
 import textsiamese
 from textsiamese.cli import main
-from textsiamese.decisions.fewshot import FineTuneConfig, fine_tune, fit_head
+from textsiamese.decisions.fewshot import TUNED_HEAD_C, FineTuneConfig, fine_tune, fit_head
 from textsiamese.decisions.oneshot import OneShotClassifier
 from textsiamese.decisions.pairs import ClassBatchSampler, PairSampler
 from textsiamese.errors import ModelError
@@ -122,8 +122,9 @@ def test_tuned_set_saves_its_tower_and_takes_a_class_added_later(minilm_tokenize
     labels, texts = _refs()
     matcher = OneShotClassifier(model).enroll(labels, texts)
     config = FineTuneConfig(epochs=3, batch_size=8, learning_rate=1e-3, precision="fp32")
-    matcher.fine_tune(config, select="head")
+    matcher.fine_tune(config)  # the default selection is the head
     assert matcher.strategy == "head" and matcher.untuned_classes == []
+    assert matcher.head is not None and matcher.head.c == TUNED_HEAD_C  # CV over tuned references is blind
     probe = ["a dog sleeps", "the band sings"]
     before = matcher.classify(probe)
     matcher.save(tmp_path / "set")
@@ -133,6 +134,7 @@ def test_tuned_set_saves_its_tower_and_takes_a_class_added_later(minilm_tokenize
     np.testing.assert_allclose(loaded.classify(probe).similarities, before.similarities, atol=1e-5)
     loaded.enroll(["food"], ["the soup is hot"])  # no retraining: the head is refitted on stored vectors
     assert loaded.untuned_classes == ["food"] and loaded.head is not None and "food" in loaded.head.classes
+    assert loaded.head.c == TUNED_HEAD_C
     assert loaded.classify(["the soup is hot"], strategy="centroid").labels == ["food"]
     from conftest import make_tiny_transformer
 
