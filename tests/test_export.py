@@ -15,6 +15,7 @@ import textsiamese
 from tests.conftest import make_tiny_lstm, make_tiny_transformer
 from textsiamese import ConfigError, SiameseModel
 from textsiamese.cli import main
+from textsiamese.inference.precision import cpu_has_vnni
 from textsiamese.towers import DenseLayer, L2Normalize, ProjectedTower
 
 TEXTS = [
@@ -139,7 +140,9 @@ def test_the_onnx_export_runs_in_a_bare_onnxruntime_session(
     assert _export(two_tower_dir, tmp_path / "int8", role, "onnx", "--int8") == 0
     quantized = _bare_onnx(tmp_path / "int8", TEXTS)
     cosines = (quantized * expected).sum(axis=1)  # both unit length
-    assert cosines.min() > 0.99, cosines
+    # As tests/test_encode.py: 8-bit activations lose more without VNNI (AVX2-only CPUs gave a 0.9715
+    # minimum), so the bound follows the CPU, as tests/test_onnx_backend.py's 0.97 for the default model.
+    assert cosines.min() > (0.99 if cpu_has_vnni() else 0.96), cosines
     assert (tmp_path / "int8" / "model.onnx").stat().st_size < (
         tmp_path / "onnx" / "model.onnx"
     ).stat().st_size
