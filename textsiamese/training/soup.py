@@ -66,7 +66,7 @@ def average_models(directories: Sequence[str | Path]) -> SiameseModel:
 def run_soup(recipe: Recipe, root: Path, resume: bool) -> list[TrainResult]:
     """Train every seed of ``recipe``'s soup (skipping finished members), average them into ``root/final``
     and score the mean on the dev data; the members' results, then the soup's."""
-    from textsiamese.training.recipe_run import read_stage_data, run_recipe
+    from textsiamese.training.recipe_run import run_recipe
     from textsiamese.training.recipes import Recipe as RecipeClass
 
     seeds = check_soup(recipe.settings.get("soup")) or []
@@ -87,7 +87,7 @@ def run_soup(recipe: Recipe, root: Path, resume: bool) -> list[TrainResult]:
         members[str(seed)] = ran[-1].to_dict()
     model = average_models([root / f"seed-{seed}" / "final" for seed in seeds])
     last = RecipeClass(recipe.path, {**recipe.settings, "soup": None}).stages()[-1]
-    final = _score(model, last, recipe.path, read_stage_data)
+    final = _score(model, last, recipe.path)
     if int(os.environ.get("RANK", "0")) == 0:
         model.save(root / "final")
         summary = {
@@ -107,14 +107,15 @@ def run_soup(recipe: Recipe, root: Path, resume: bool) -> list[TrainResult]:
     return results
 
 
-def _score(model: SiameseModel, stage: dict[str, Any], path: Path | None, read: Any) -> dict[str, Any] | None:
+def _score(model: SiameseModel, stage: dict[str, Any], path: Path | None) -> dict[str, Any] | None:
     """The stage's dev evaluation of ``model`` (None when the stage has no eval task)."""
     from textsiamese.training.evaluators import make_evaluator
+    from textsiamese.training.recipe_run import read_stage_data
 
     task = (stage.get("eval") or {}).get("task")
     if not task:
         return None
-    _, dev = read(stage["data"], path, int(stage.get("seed", 42)))
+    _, dev = read_stage_data(stage["data"], path, int(stage.get("seed", 42)))
     if dev is None:
         raise ConfigError(f"eval.task {task!r} needs dev data (data.dev or data.dev_split)")
     batch = stage["eval"].get("batch_size")
